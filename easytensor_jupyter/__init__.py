@@ -1,0 +1,48 @@
+"""EasyTensor for Jupyter: publish a PyTorch model from a notebook as an HTTP endpoint.
+
+Heavy parts (torch, IPython, widgets) load on first use, so the server extension and the CLI
+start fast and the server process never imports model-facing code.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from easytensor_jupyter._version import __version__
+
+if TYPE_CHECKING:
+    from IPython.core.interactiveshell import InteractiveShell
+
+__all__ = [
+    "__version__",
+    "load_ipython_extension",
+    "unload_ipython_extension",
+]
+
+
+def load_ipython_extension(shell: InteractiveShell) -> None:
+    from easytensor_jupyter.magics import load_magics
+
+    load_magics(shell)
+
+
+def unload_ipython_extension(shell: InteractiveShell) -> None:
+    from easytensor_jupyter.magics import unload_magics
+
+    unload_magics(shell)
+
+
+def _jupyter_server_extension_points() -> list[dict[str, str]]:
+    return [{"module": "easytensor_jupyter.serverext"}]
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    return [{"src": "labextension", "dest": "easytensor-jupyter"}]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "QueryPanel":
+        from easytensor_jupyter.widgets import QueryPanel
+
+        return QueryPanel
+    raise AttributeError(name)

@@ -1,0 +1,143 @@
+"""``easytensor deploy model.py --weights FILE --name NAME``: publish without a notebook.
+
+The model is built here from the file and weights (this is the user's own code on their own
+machine), then goes through the same checks and upload as the notebook path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from easytensor_jupyter.cli._common import add_connection_options, connect, emit, handles_errors
+
+__all__ = ["add_parser"]
+
+
+def add_parser(sub: Any) -> None:
+    parser = sub.add_parser("deploy", help="publish model.py with its weights")
+    parser.add_argument(
+        "model_file", type=Path, help="the file defining the model class with predict_single"
+    )
+    parser.add_argument(
+        "--weights",
+        type=Path,
+        required=True,
+        help=".safetensors, or a state_dict saved with torch.save",
+    )
+    parser.add_argument("--name", required=True, help="model name (a new version if it exists)")
+    parser.add_argument(
+        "--class", dest="class_name", help="the model class (default: the one with predict_single)"
+    )
+    parser.add_argument("--init", help="constructor keyword arguments as a JSON object")
+    parser.add_argument("--sample", help="a JSON sample input for the parity check")
+    parser.add_argument("--sample-text", help="a text sample input for the parity check")
+    parser.add_argument("--requirements", nargs="*", default=[], help="pip requirements to record")
+    parser.add_argument(
+        "--force", action="store_true", help="make a new version even if nothing changed"
+    )
+    parser.add_argument("--no-token", action="store_true", help="don't create a query token")
+    add_connection_options(parser)
+    parser.set_defaults(func=_deploy)
+
+
+def _model_class_name(path: Path, source: str) -> str:
+    tree = ast.parse(source, filename=str(path))
+    candidates = [
+        node.name
+        for node in tree.body
+        if isinstance(node, ast.ClassDef)
+        and any(
+            isinstance(item, ast.FunctionDef) and item.name == "predict_single"
+            for item in node.body
+        )
+    ]
+    if len(candidates) != 1:
+        found = ", ".join(candidates) or "none"
+        raise ValueError(
+            f"{path}: expected one class with predict_single, found {found}; pass --class NAME"
+        )
+    return candidates[0]
+
+
+def _load_state(path: Path) -> dict[str, Any]:
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return dict(load_file(str(path)))
+    import torch
+
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} holds a {type(state).__name__}, not a state_dict")
+    return state
+
+
+@handles_errors
+def _deploy(args: argparse.Namespace) -> int:
+    from easytensor_jupyter.inference.runtime import LoadError, import_model_module
+    from easytensor_jupyter.packaging import NO_SAMPLE, InitArgs, PublishRequest, publish
+    from easytensor_jupyter.progress import byte_progress
+    from easytensor_jupyter.validate import ModelCheckError, check_source
+
+    source = args.model_file.read_text(encoding="utf-8")
+    try:
+        class_name = args.class_name or _model_class_name(args.model_file, source)
+        init_kwargs = json.loads(args.init) if args.init else {}
+        sample: Any = json.loads(args.sample) if args.sample else NO_SAMPLE
+    except (ValueError, SyntaxError) as exc:
+        raise ModelCheckError(str(exc)) from None
+    if args.sample_text is not None:
+        sample = args.sample_text
+    check_source(source, str(args.model_file), class_name)
+    try:
+        module = import_model_module(args.model_file, "easytensor_deploy_model")
+    except LoadError as exc:
+        raise ModelCheckError(f"{args.model_file}: {exc}\n{exc.detail or ''}") from None
+    model = getattr(module, class_name)(**init_kwargs)
+    missing, unexpected = model.load_state_dict(_load_state(args.weights), strict=False)
+    if missing or unexpected:
+        raise ModelCheckError(
+            f"{args.weights} does not fit {class_name}(**{init_kwargs}): missing {missing}, unexpected {unexpected}"
+        )
+    request = PublishRequest(
+        name=args.name,
+        model=model,
+        source=source,
+        filename=str(args.model_file),
+        init=InitArgs(kwargs=init_kwargs),
+        sample=sample,
+        requirements=args.requirements,
+        provenance={
+            "source_file": str(args.model_file.resolve()),
+            "weights_file": str(args.weights.resolve()),
+        },
+        created_by="easytensor deploy",
+    )
+    client = connect(args)
+    result = publish(
+        request,
+        client,
+        create_token=not args.no_token,
+        force=args.force,
+        progress=None if args.json else byte_progress,
+        on_step=None if args.json else (lambda msg: print(msg, file=sys.stderr)),
+    )
+    payload = {
+        "id": result.id,
+        "name": result.name,
+        "version": result.version,
+        "query_token": result.query_token,
+        "unchanged": result.unchanged,
+        "endpoint": client.endpoint(result.id),
+    }
+    state = "unchanged, still" if result.unchanged else "published as"
+    text = f"{result.name} {state} version {result.version}\nendpoint: {payload['endpoint']}"
+    if result.query_token:
+        text += f"\nquery token (shown once): {result.query_token}"
+    emit(args, payload, text)
+    return 0

@@ -1,0 +1,1 @@
+"""The inference server: HTTP app, store, auth, worker pool and the model runtime."""

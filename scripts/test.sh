@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The whole test suite: set up, lint, type-check, then pytest. Fails if any test fails or none ran.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup-venv.sh
+if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
+  echo "==> Installing Debian's chromium for the browser tests"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+    || echo "warning: chromium could not be installed; browser tests will be skipped"
+fi
+echo "==> ruff"
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+echo "==> mypy"
+.venv/bin/mypy easytensor_jupyter easytensor
+echo "==> pytest"
+set +e
+.venv/bin/python -m pytest "$@"
+code=$?
+set -e
+if [ "$code" = "5" ]; then
+  echo "error: pytest collected no tests" >&2
+  exit 1
+fi
+exit "$code"
