@@ -112,7 +112,7 @@ def explain_report(report: dict[str, Any], manifest: Manifest) -> None:
     if not report.get("ok"):
         error = report.get("error") or {}
         stage = error.get("stage", "load")
-        message = f"In a fresh Python process, model.py failed at the {stage} step: {error.get('message')}"
+        message = f"In a fresh Python process, {error.get('message')}"
         if stage == "import":
             message += "\nmodel.py must import everything it uses; names from other notebook cells are not there."
         if stage in ("build", "weights"):

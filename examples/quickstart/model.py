@@ -32,6 +32,8 @@ HEADLINES = [
     ("Sports", "Basketball team signs a new point guard before the season"),
     ("Sports", "Cricket captain leads the side to a series victory"),
     ("Sports", "Cyclist wins the mountain stage and takes the yellow jersey"),
+    ("Sports", "Arsenal beat Chelsea 2-1 on Sunday to go top of the table"),
+    ("Sports", "City thrash United 5-0 on Saturday as fans celebrate"),
     ("Business", "Stock market rallies as inflation cools and rates hold"),
     ("Business", "Tech company shares fall after weak quarterly earnings"),
     ("Business", "Central bank raises interest rates to fight inflation"),

@@ -20,18 +20,25 @@ HEADLINES = [
 def main() -> None:
     model = train()
     model_file = Path(__file__).parent / "model.py"
-    model_id, token = easytensor.pytorch.upload_model("News classifier", model, model_file, sample=HEADLINES[0])
+    model_id, token = easytensor.pytorch.upload_model(
+        "News classifier", model, model_file, sample=HEADLINES[0]
+    )
     endpoint = client().endpoint(model_id)
     print(f"Published {model_id} at {endpoint}")
     for headline in HEADLINES:
         reply = requests.post(
-            endpoint, json={"instances": [headline]}, headers={"Authorization": f"Bearer {token}"}, timeout=30
+            endpoint,
+            json={"instances": [headline]},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
         )
         reply.raise_for_status()
         served = reply.json()["predictions"][0]
         print(f"  {headline!r} -> served: {served!r}, live: {model.predict_single(headline)!r}")
-    print(f"\nQuery it yourself:\n  curl -s {endpoint} -H 'Authorization: Bearer {token}' \\\n"
-          "       -H 'Content-Type: text/plain' --data-binary 'Stocks rally on strong earnings'")
+    print(
+        f"\nQuery it yourself:\n  curl -s {endpoint} -H 'Authorization: Bearer {token}' \\\n"
+        "       -H 'Content-Type: text/plain' --data-binary 'Stocks rally on strong earnings'"
+    )
 
 
 if __name__ == "__main__":

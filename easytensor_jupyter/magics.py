@@ -1,0 +1,361 @@
+"""The notebook front door: ``%%easytensor_model`` and its line magics.
+
+User mistakes (a bad argument, an uncapturable global, a failed check) surface as IPython's
+``UsageError`` so the notebook shows one plain message instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shlex
+from dataclasses import dataclass
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments
+from IPython.display import display
+
+from easytensor_jupyter.summary import DeploySummary
+
+__all__ = ["EasyTensorMagics", "load_magics", "unload_magics"]
+
+
+@dataclass
+class PendingCapture:
+    """A class captured without an instance, waiting for ``%easytensor_deploy``."""
+
+    name: str | None
+    captured: Any
+    provenance: dict[str, Any]
+    requirements: list[str]
+
+
+def _cell_provenance(shell: InteractiveShell, cell: str) -> dict[str, Any]:
+    header: dict[str, Any] = (
+        getattr(getattr(shell, "kernel", None), "get_parent", lambda *_: {})() or {}
+    )
+    metadata = header.get("metadata", {}) if isinstance(header, dict) else {}
+    notebook = os.environ.get("JPY_SESSION_NAME") or shell.user_ns.get("__vsc_ipynb_file__")
+    return {
+        "notebook": notebook,
+        "cell_id": metadata.get("cellId"),
+        "execution_count": shell.execution_count,
+        "source_sha256": hashlib.sha256(cell.encode("utf-8")).hexdigest(),
+    }
+
+
+def parse_line(magic: Any, line: str) -> Any:
+    """Parse with POSIX quoting, so "News classifier" and --init '{"a": 1}' arrive unquoted.
+
+    IPython's own ``parse_argstring`` splits without POSIX rules and keeps the quotes.
+    """
+    try:
+        argv = shlex.split(line)
+    except ValueError as exc:
+        raise UsageError(f"Cannot parse the arguments ({exc}): {line}") from None
+    return magic.parser.parse_args(argv)
+
+
+def _parse_init(raw: str | None) -> Any:
+    if raw is None:
+        return None
+    from easytensor_jupyter.packaging import InitArgs
+
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise UsageError(
+            f"--init is not valid JSON ({exc.msg} at column {exc.colno}): {raw}"
+        ) from None
+    if isinstance(value, dict):
+        return InitArgs(kwargs=value)
+    if isinstance(value, list):
+        return InitArgs(args=value)
+    raise UsageError(
+        "--init must be a JSON object of keyword arguments (or a list of positional ones)"
+    )
+
+
+@magics_class
+class EasyTensorMagics(Magics):
+    def __init__(self, shell: InteractiveShell) -> None:
+        super().__init__(shell)
+        self.ip = shell
+        from easytensor_jupyter.capture import ConstructionRecorder
+
+        self.recorder = ConstructionRecorder()
+        self.recorder.install(shell)
+        self.pending: dict[str, PendingCapture] = {}
+        self.url: str | None = None
+        self._client: Any = None
+
+    # -- connection -------------------------------------------------------------------------
+    def client(self) -> Any:
+        from easytensor_jupyter.client import Client
+
+        if self._client is None:
+            self._client = Client.connect(self.url)
+        return self._client
+
+    # -- %%easytensor_model -----------------------------------------------------------------
+    @magic_arguments()
+    @argument("name", nargs="?", help="model name (default: the class name)")
+    @argument("--instance", "-i", help="the live model to deploy, e.g. clf")
+    @argument("--sample", "-s", help="a Python expression for the parity-check input")
+    @argument("--requirements", "-r", nargs="*", default=[], help="pip requirements to record")
+    @argument("--init", help="constructor arguments as JSON, e.g. '{\"hidden\": 8}'")
+    @argument("--class", dest="class_name", help="which class, when the cell defines several")
+    @argument("--force", action="store_true", help="make a new version even if nothing changed")
+    @argument("--no-panel", action="store_true", help="print a summary instead of the query panel")
+    @cell_magic
+    def easytensor_model(self, line: str, cell: str) -> DeploySummary | None:
+        """Run the cell, capture its model class, and deploy the live instance if one is named."""
+        args = parse_line(self.easytensor_model, line)
+        result = self.ip.run_cell(cell, store_history=False)
+        if not result.success:
+            return None
+        captured = self._capture(cell, args.class_name)
+        provenance = _cell_provenance(self.ip, cell)
+        if args.instance is None:
+            self.pending[captured.class_name] = PendingCapture(
+                args.name, captured, provenance, args.requirements
+            )
+            print(
+                f"Captured {captured.class_name}. Build and train it, then deploy with "
+                f"%easytensor_deploy VAR{' --name ' + repr(args.name) if args.name else ''}"
+            )
+            return None
+        instance = self._lookup(args.instance)
+        return self._deploy(
+            instance,
+            PendingCapture(args.name, captured, provenance, args.requirements),
+            init=_parse_init(args.init),
+            sample_expr=args.sample,
+            force=args.force,
+            panel=not args.no_panel,
+        )
+
+    def _capture(self, cell: str, class_name: str | None) -> Any:
+        from easytensor_jupyter.capture import CaptureError, capture_model, history_from_shell
+
+        try:
+            return capture_model(
+                cell, history_from_shell(self.ip), self.ip.user_ns, class_name=class_name
+            )
+        except CaptureError as exc:
+            raise UsageError(f"Cannot capture the model: {exc}") from None
+
+    def _lookup(self, var: str) -> Any:
+        import torch
+
+        if var not in self.ip.user_ns:
+            raise UsageError(
+                f"There is no variable {var!r} in this notebook. Build the model first, e.g. {var} = MyModel()."
+            )
+        instance = self.ip.user_ns[var]
+        if not isinstance(instance, torch.nn.Module):
+            raise UsageError(
+                f"{var} is a {type(instance).__name__}, not a torch.nn.Module instance"
+            )
+        return instance
+
+    def _sample(self, instance: Any, expr: str | None) -> Any:
+        from easytensor_jupyter.packaging import NO_SAMPLE
+
+        if expr is not None:
+            try:
+                return eval(expr, self.ip.user_ns)
+            except Exception as exc:
+                raise UsageError(f"--sample {expr!r} failed: {type(exc).__name__}: {exc}") from None
+        recorded, value = self.recorder.last_input(instance)
+        return value if recorded else NO_SAMPLE
+
+    def _init_args(self, instance: Any, explicit: Any) -> Any:
+        from easytensor_jupyter.packaging import InitArgs
+
+        if explicit is not None:
+            return explicit
+        recorded = self.recorder.init_args(instance)
+        if recorded is None:
+            return None
+        problem = recorded.problem()
+        if problem:
+            raise UsageError(problem)
+        return InitArgs(list(recorded.args), dict(recorded.kwargs))
+
+    def _deploy(
+        self,
+        instance: Any,
+        pending: PendingCapture,
+        *,
+        init: Any,
+        sample_expr: str | None,
+        force: bool,
+        panel: bool,
+    ) -> DeploySummary:
+        from easytensor_jupyter.client import EasyTensorError
+        from easytensor_jupyter.packaging import PublishRequest, publish
+        from easytensor_jupyter.progress import byte_progress
+        from easytensor_jupyter.validate import ModelCheckError
+
+        captured = pending.captured
+        if type(instance).__name__ != captured.class_name:
+            raise UsageError(
+                f"The instance is a {type(instance).__name__}, but the cell defines {captured.class_name}. "
+                f"Pass an instance of {captured.class_name}."
+            )
+        request = PublishRequest(
+            name=pending.name or captured.class_name,
+            model=instance,
+            source=captured.source,
+            init=self._init_args(instance, init),
+            sample=self._sample(instance, sample_expr),
+            requirements=pending.requirements,
+            constants=captured.constants,
+            provenance=pending.provenance,
+            created_by="%%easytensor_model",
+        )
+        try:
+            client = self.client()
+            result = publish(request, client, force=force, progress=byte_progress, on_step=print)
+        except (ModelCheckError, EasyTensorError) as exc:
+            raise UsageError(f"Nothing was uploaded. {exc}") from None
+        summary = DeploySummary.from_upload(result, client.endpoint(result.id), request.sample)
+        print(summary.text())
+        if panel:
+            self._show_panel(result.id, result.query_token)
+        return summary
+
+    def _show_panel(self, model_id: str, token: str | None) -> None:
+        try:
+            from easytensor_jupyter.widgets import QueryPanel
+        except ImportError:
+            return
+        display(QueryPanel(model_id, client=self.client(), token=token))
+
+    # -- line magics ------------------------------------------------------------------------
+    @magic_arguments()
+    @argument("var", help="the live model to deploy")
+    @argument(
+        "--name",
+        "-n",
+        help="model name (default: the name given to the capture, else the class name)",
+    )
+    @argument("--sample", "-s", help="a Python expression for the parity-check input")
+    @argument("--init", help="constructor arguments as JSON")
+    @argument("--force", action="store_true")
+    @argument("--no-panel", action="store_true")
+    @line_magic
+    def easytensor_deploy(self, line: str) -> DeploySummary:
+        """Deploy an instance of a class captured earlier by ``%%easytensor_model`` without --instance."""
+        args = parse_line(self.easytensor_deploy, line)
+        instance = self._lookup(args.var)
+        class_name = type(instance).__name__
+        pending = self.pending.get(class_name)
+        if pending is None:
+            known = ", ".join(sorted(self.pending)) or "none yet"
+            raise UsageError(
+                f"No captured class {class_name} (captured: {known}). Run its cell with %%easytensor_model first."
+            )
+        if args.name:
+            pending = PendingCapture(
+                args.name, pending.captured, pending.provenance, pending.requirements
+            )
+        return self._deploy(
+            instance,
+            pending,
+            init=_parse_init(args.init),
+            sample_expr=args.sample,
+            force=args.force,
+            panel=not args.no_panel,
+        )
+
+    @line_magic
+    def easytensor_models(self, line: str) -> None:
+        """List the models on the server in use."""
+        from easytensor_jupyter.client import EasyTensorError
+
+        try:
+            models = self.client().list_models()
+        except EasyTensorError as exc:
+            raise UsageError(str(exc)) from None
+        if not models:
+            print(f"No models on {self.client().url} yet.")
+            return
+        for m in models:
+            print(
+                f"{m['id']:34} {m['name'][:30]:30} v{m['default_version']} ({len(m['versions'])} versions) {m.get('status', '')}"
+            )
+
+    @magic_arguments()
+    @argument("action", nargs="?", default="status", help="status | start | stop | URL")
+    @line_magic
+    def easytensor_server(self, line: str) -> None:
+        """Show or change the server this notebook uses."""
+        from easytensor_jupyter import embedded
+        from easytensor_jupyter.client import Client, EasyTensorError
+
+        action = parse_line(self.easytensor_server, line).action
+        if action == "start":
+            info = embedded.ensure_server()
+            self.url, self._client = info.url, None
+            print(f"Embedded server running at {info.url}")
+        elif action == "stop":
+            stopped = embedded.stop_server()
+            self._client = None
+            print("Embedded server stopped." if stopped else "No embedded server is running.")
+        elif action == "status":
+            try:
+                client = self.client()
+                health = client.health()
+            except EasyTensorError as exc:
+                print(f"Not connected: {exc}")
+                return
+            print(
+                f"Server {client.url}: {health.get('status')}, {health.get('models', 0)} models, {health.get('workers', 0)} workers"
+            )
+        elif action.startswith(("http://", "https://")):
+            try:
+                Client(action).health()
+            except EasyTensorError as exc:
+                raise UsageError(
+                    f"{action} does not answer as an EasyTensor server: {exc}"
+                ) from None
+            self.url, self._client = action.rstrip("/"), None
+            print(f"Using {self.url}")
+        else:
+            raise UsageError(f"Unknown action {action!r}: use status, start, stop or a URL")
+
+    @magic_arguments()
+    @argument("model", help="model id or name")
+    @argument("--token", help="a query token to use instead of the admin key")
+    @line_magic
+    def easytensor_query(self, line: str) -> None:
+        """Show the query panel for a deployed model."""
+        from easytensor_jupyter.client import EasyTensorError
+
+        args = parse_line(self.easytensor_query, line)
+        try:
+            model = self.client().find_model(args.model)
+        except EasyTensorError as exc:
+            raise UsageError(str(exc)) from None
+        self._show_panel(model["id"], args.token)
+
+    def close(self) -> None:
+        self.recorder.uninstall()
+
+
+def load_magics(shell: InteractiveShell) -> None:
+    if any(isinstance(m, EasyTensorMagics) for m in shell.magics_manager.registry.values()):
+        return
+    shell.register_magics(EasyTensorMagics(shell))
+
+
+def unload_magics(shell: InteractiveShell) -> None:
+    for magics in list(shell.magics_manager.registry.values()):
+        if isinstance(magics, EasyTensorMagics):
+            magics.close()
