@@ -1,0 +1,188 @@
+import { buildCurl } from './curl';
+import { button, clearError, copyButton, h, showError } from './dom';
+import { formatLatency, plural } from './format';
+import { Playground } from './playground';
+import { IUiServices } from './services';
+import { TokenSection } from './tokens';
+import { IModel } from './types';
+import { renderVersions, statusBadge } from './versions';
+
+export interface IModelViewCallbacks {
+  /** The server returned a newer copy of the model (e.g. after a rollback). */
+  changed(model: IModel): void;
+  /** The model or one of its versions is gone; the list should reload. */
+  removed(modelId: string, wholeModel: boolean): void;
+}
+
+/** Detail of the selected model: endpoint, curl, playground, versions, delete. */
+export class ModelView {
+  readonly node: HTMLElement;
+
+  constructor(
+    private readonly services: IUiServices,
+    private model: IModel,
+    private readonly callbacks: IModelViewCallbacks
+  ) {
+    this.playground = new Playground(services.api, model, () =>
+      this.renderCurl()
+    );
+    this.tokens = new TokenSection(services, model.id);
+
+    const copy = copyButton(
+      'jp-EasyTensor-copy',
+      () => this.curl.textContent ?? '',
+      text => this.services.copy(text),
+      'Copy the curl command'
+    );
+    const remove = button(
+      'Delete model',
+      'jp-EasyTensor-delete jp-mod-warn',
+      () => {
+        void this.deleteModel();
+      }
+    );
+
+    this.node = h(
+      'div',
+      {
+        className: 'jp-EasyTensor-detail',
+        attrs: { 'data-model-id': model.id }
+      },
+      h('div', { className: 'jp-EasyTensor-detailHeader' }, this.title, remove),
+      this.summary,
+      this.actionErrorSlot,
+      h('h3', { className: 'jp-EasyTensor-sectionTitle', text: 'Endpoint' }),
+      this.endpoint,
+      h(
+        'div',
+        { className: 'jp-EasyTensor-curlBox' },
+        this.curl,
+        h('div', { className: 'jp-EasyTensor-row' }, copy)
+      ),
+      this.playground.node,
+      h('h3', { className: 'jp-EasyTensor-sectionTitle', text: 'Versions' }),
+      this.versionsSlot,
+      this.tokens.node
+    );
+    this.render();
+  }
+
+  get modelId(): string {
+    return this.model.id;
+  }
+
+  update(model: IModel): void {
+    this.model = model;
+    this.playground.setModel(model);
+    this.render();
+  }
+
+  private render(): void {
+    const m = this.model;
+    this.title.replaceChildren(
+      h('h2', { className: 'jp-EasyTensor-detailName', text: m.name }),
+      h('code', { className: 'jp-EasyTensor-muted', text: m.id })
+    );
+    this.summary.replaceChildren(
+      statusBadge(m.status),
+      h('span', {
+        text:
+          `${plural(m.stats?.requests ?? 0, 'request')}, ` +
+          `${plural(m.stats?.errors ?? 0, 'error')}, ` +
+          `last ${formatLatency(m.stats?.last_latency_ms)}`
+      })
+    );
+    this.endpoint.textContent = m.endpoint;
+    this.versionsSlot.replaceChildren(
+      renderVersions(m, {
+        setDefault: v => void this.setDefault(v),
+        deleteVersion: v => void this.deleteVersion(v)
+      })
+    );
+    this.renderCurl();
+  }
+
+  private renderCurl(): void {
+    this.curl.textContent = buildCurl(this.playground.curlOptions());
+  }
+
+  private async setDefault(version: number): Promise<void> {
+    await this.act(`Could not make v${version} the default`, async () => {
+      const model = await this.services.api.setDefaultVersion(
+        this.model.id,
+        version
+      );
+      this.update(model);
+      this.callbacks.changed(model);
+    });
+  }
+
+  private async deleteVersion(version: number): Promise<void> {
+    const ok = await this.services.confirm({
+      title: 'Delete version',
+      body: `Delete v${version} of "${this.model.name}"? Its weights are removed from disk.`,
+      accept: 'Delete'
+    });
+    if (!ok) {
+      return;
+    }
+    await this.act(`Could not delete v${version}`, async () => {
+      await this.services.api.deleteVersion(this.model.id, version);
+      this.callbacks.removed(this.model.id, false);
+    });
+  }
+
+  private async deleteModel(): Promise<void> {
+    const count = this.model.versions.length;
+    const ok = await this.services.confirm({
+      title: 'Delete model',
+      body:
+        `Delete "${this.model.name}" and its ${plural(count, 'version')}? ` +
+        'Its endpoint stops answering.',
+      accept: 'Delete'
+    });
+    if (!ok) {
+      return;
+    }
+    await this.act('Could not delete the model', async () => {
+      await this.services.api.deleteModel(this.model.id);
+      this.callbacks.removed(this.model.id, true);
+    });
+  }
+
+  /** Runs a server action with the buttons locked and its error shown inline. */
+  private async act(
+    context: string,
+    action: () => Promise<void>
+  ): Promise<void> {
+    clearError(this.actionErrorSlot);
+    this.node.setAttribute('data-busy', 'true');
+    const buttons = Array.from(
+      this.node.querySelectorAll<HTMLButtonElement>(
+        '.jp-EasyTensor-setDefault, .jp-EasyTensor-deleteVersion, .jp-EasyTensor-delete'
+      )
+    ).filter(b => !b.disabled);
+    buttons.forEach(b => (b.disabled = true));
+    try {
+      await action();
+    } catch (error) {
+      showError(this.actionErrorSlot, error, context);
+    } finally {
+      buttons.forEach(b => (b.disabled = false));
+      this.node.removeAttribute('data-busy');
+    }
+  }
+
+  private readonly playground: Playground;
+  private readonly tokens: TokenSection;
+  private readonly title = h('div', { className: 'jp-EasyTensor-detailTitle' });
+  private readonly summary = h('div', { className: 'jp-EasyTensor-summary' });
+  private readonly actionErrorSlot = h('div', {
+    className: 'jp-EasyTensor-slot'
+  });
+  private readonly endpoint = h('code', {
+    className: 'jp-EasyTensor-endpoint'
+  });
+  private readonly curl = h('pre', { className: 'jp-EasyTensor-curl' });
+  private readonly versionsSlot = h('div', { className: 'jp-EasyTensor-slot' });
+}

@@ -1,0 +1,79 @@
+/** Shapes of the JSON served under `<baseUrl>/easytensor/api/`. */
+
+export type InputKind = 'text' | 'bytes' | 'image' | 'json' | 'unknown';
+
+export type ModelStatus = 'ready' | 'idle' | 'loading' | 'failed';
+
+export interface IServerStatus {
+  url: string | null;
+  connected: boolean;
+  embedded: boolean;
+  version: string | null;
+  error: string | null;
+}
+
+export interface IModelVersion {
+  version: number;
+  created_at: string;
+  size_bytes: number;
+  class_name: string;
+  input_kind: InputKind;
+  status: ModelStatus;
+}
+
+export interface IModelStats {
+  requests: number;
+  errors: number;
+  last_latency_ms: number | null;
+}
+
+export interface IModel {
+  id: string;
+  name: string;
+  default_version: number;
+  created_at: string;
+  status: ModelStatus;
+  size_bytes: number;
+  endpoint: string;
+  stats: IModelStats;
+  versions: IModelVersion[];
+}
+
+export interface IModelList {
+  models: IModel[];
+}
+
+export interface IPredictResponse {
+  predictions: unknown[];
+  model_id: string;
+  version: number;
+  latency_ms: number;
+}
+
+export interface IToken {
+  id: string;
+  created_at: string;
+  revoked: boolean;
+  last_used_at: string | null;
+}
+
+export interface ITokenList {
+  tokens: IToken[];
+}
+
+export interface INewToken {
+  id: string;
+  token: string;
+}
+
+/** One playground query, in the three body forms the predict route accepts. */
+export type PredictInput =
+  | { mode: 'json'; instances: unknown[] }
+  | { mode: 'text'; text: string }
+  | { mode: 'file'; file: Blob; contentType: string };
+
+/** A prediction plus the latency the browser saw, which includes the network. */
+export interface IPredictResult {
+  response: IPredictResponse;
+  roundTripMs: number;
+}

@@ -1,0 +1,77 @@
+import { button, h } from './dom';
+import { formatBytes, formatDate } from './format';
+import { IModel, ModelStatus } from './types';
+
+export interface IVersionActions {
+  setDefault(version: number): void;
+  deleteVersion(version: number): void;
+}
+
+export function statusBadge(status: ModelStatus | string): HTMLElement {
+  return h('span', {
+    className: `jp-EasyTensor-badge jp-EasyTensor-badge-${status}`,
+    text: status
+  });
+}
+
+/** The version list, newest first, with rollback and delete per version. */
+export function renderVersions(
+  model: IModel,
+  actions: IVersionActions
+): HTMLElement {
+  const versions = [...model.versions].sort((a, b) => b.version - a.version);
+  return h(
+    'ul',
+    { className: 'jp-EasyTensor-versionList' },
+    ...versions.map(v => {
+      const isDefault = v.version === model.default_version;
+      const setDefault = button(
+        isDefault ? 'Default' : 'Set default',
+        'jp-EasyTensor-setDefault',
+        () => actions.setDefault(v.version),
+        isDefault
+          ? 'This version answers the endpoint'
+          : `Make v${v.version} answer the endpoint (rollback)`
+      );
+      setDefault.disabled = isDefault;
+      const remove = button(
+        'Delete',
+        'jp-EasyTensor-deleteVersion',
+        () => actions.deleteVersion(v.version),
+        `Delete v${v.version}`
+      );
+      const item = h(
+        'li',
+        {
+          className: 'jp-EasyTensor-versionItem',
+          attrs: { 'data-version': String(v.version) }
+        },
+        h(
+          'div',
+          { className: 'jp-EasyTensor-versionMain' },
+          h('span', {
+            className: 'jp-EasyTensor-versionName',
+            text: `v${v.version}`
+          }),
+          statusBadge(v.status),
+          h('span', {
+            className: 'jp-EasyTensor-muted',
+            text: `${v.class_name} · ${v.input_kind} · ${formatBytes(v.size_bytes)}`
+          })
+        ),
+        h(
+          'div',
+          { className: 'jp-EasyTensor-versionMeta' },
+          h('span', {
+            className: 'jp-EasyTensor-muted',
+            text: formatDate(v.created_at)
+          }),
+          setDefault,
+          remove
+        )
+      );
+      item.classList.toggle('jp-mod-default', isDefault);
+      return item;
+    })
+  );
+}
