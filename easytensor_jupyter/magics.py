@@ -118,6 +118,7 @@ class EasyTensorMagics(Magics):
         result = self.ip.run_cell(cell, store_history=False)
         if not result.success:
             return None
+        self.recorder.scan(self.ip.user_ns)
         captured = self._capture(cell, args.class_name)
         provenance = _cell_provenance(self.ip, cell)
         if args.instance is None:
@@ -144,7 +145,7 @@ class EasyTensorMagics(Magics):
 
         try:
             return capture_model(
-                cell, history_from_shell(self.ip), self.ip.user_ns, class_name=class_name
+                cell, history_from_shell(self.ip, self.recorder.cell_ids), self.ip.user_ns, class_name=class_name
             )
         except CaptureError as exc:
             raise UsageError(f"Cannot capture the model: {exc}") from None
