@@ -14,7 +14,9 @@ if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
 __all__ = [
+    "QueryPanel",
     "__version__",
+    "last_deployment",
     "load_ipython_extension",
     "unload_ipython_extension",
 ]
@@ -38,6 +40,13 @@ def _jupyter_server_extension_points() -> list[dict[str, str]]:
 
 def _jupyter_labextension_paths() -> list[dict[str, str]]:
     return [{"src": "labextension", "dest": "easytensor-jupyter"}]
+
+
+def last_deployment() -> Any:
+    """The most recent deploy made by the magics in this kernel (None before the first)."""
+    from easytensor_jupyter.magics import last_deployment as last
+
+    return last()
 
 
 def __getattr__(name: str) -> Any:

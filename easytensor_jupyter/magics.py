@@ -6,10 +6,12 @@ User mistakes (a bad argument, an uncapturable global, a failed check) surface a
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shlex
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +23,14 @@ from IPython.display import display
 
 from easytensor_jupyter.summary import DeploySummary
 
-__all__ = ["EasyTensorMagics", "load_magics", "unload_magics"]
+__all__ = ["EasyTensorMagics", "last_deployment", "load_magics", "unload_magics"]
+
+_deployments: list[DeploySummary] = []
+
+
+def last_deployment() -> DeploySummary | None:
+    """The most recent deploy in this kernel: ``.model_id``, ``.version``, ``.endpoint``, ``.token``."""
+    return _deployments[-1] if _deployments else None
 
 
 @dataclass
@@ -58,6 +67,29 @@ def parse_line(magic: Any, line: str) -> Any:
     except ValueError as exc:
         raise UsageError(f"Cannot parse the arguments ({exc}): {line}") from None
     return magic.parser.parse_args(argv)
+
+
+@contextlib.contextmanager
+def _record_classes_as_defined(recorder: Any) -> Iterator[None]:
+    """Wrap model classes the moment they are created, so an instance built later in the same
+    cell (``clf = Model(hidden=8)`` under the class) has its constructor arguments recorded."""
+    import torch
+
+    module_cls = torch.nn.Module
+    previous = module_cls.__dict__.get("__init_subclass__")
+
+    def hook(cls: type, **kwargs: Any) -> None:
+        super(module_cls, cls).__init_subclass__(**kwargs)
+        recorder.scan({cls.__name__: cls})
+
+    module_cls.__init_subclass__ = classmethod(hook)  # type: ignore[assignment,method-assign]
+    try:
+        yield
+    finally:
+        if previous is None:
+            del module_cls.__init_subclass__
+        else:
+            module_cls.__init_subclass__ = previous  # type: ignore[method-assign]
 
 
 def _parse_init(raw: str | None) -> Any:
@@ -115,7 +147,8 @@ class EasyTensorMagics(Magics):
     def easytensor_model(self, line: str, cell: str) -> DeploySummary | None:
         """Run the cell, capture its model class, and deploy the live instance if one is named."""
         args = parse_line(self.easytensor_model, line)
-        result = self.ip.run_cell(cell, store_history=False)
+        with _record_classes_as_defined(self.recorder):
+            result = self.ip.run_cell(cell, store_history=False)
         if not result.success:
             return None
         self.recorder.scan(self.ip.user_ns)
@@ -145,7 +178,10 @@ class EasyTensorMagics(Magics):
 
         try:
             return capture_model(
-                cell, history_from_shell(self.ip, self.recorder.cell_ids), self.ip.user_ns, class_name=class_name
+                cell,
+                history_from_shell(self.ip, self.recorder.cell_ids),
+                self.ip.user_ns,
+                class_name=class_name,
             )
         except CaptureError as exc:
             raise UsageError(f"Cannot capture the model: {exc}") from None
@@ -227,6 +263,7 @@ class EasyTensorMagics(Magics):
             raise UsageError(f"Nothing was uploaded. {exc}") from None
         summary = DeploySummary.from_upload(result, client.endpoint(result.id), request.sample)
         print(summary.text())
+        _deployments.append(summary)
         if panel:
             self._show_panel(result.id, result.query_token)
         return summary
