@@ -1,0 +1,182 @@
+"""The ``easytensor`` command against a real server, as a script would run it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from conftest import RunningServer
+from safetensors.torch import save_model
+
+QUICKSTART = Path(__file__).parents[1] / "examples" / "quickstart"
+
+
+def run_cli(
+    server: RunningServer, *args: str, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EASYTENSOR_")}
+    env.update(
+        EASYTENSOR_URL=server.url,
+        EASYTENSOR_API_KEY=server.admin_key,
+        EASYTENSOR_HOME=str(server.home),
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "easytensor_jupyter.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+@pytest.fixture(scope="module")
+def news_model() -> Any:
+    sys.path.insert(0, str(QUICKSTART))
+    try:
+        from train import train
+
+        return train()
+    finally:
+        sys.path.remove(str(QUICKSTART))
+
+
+@pytest.fixture
+def deployed(
+    server: RunningServer, news_model: Any, tmp_path: Path, unique_name: str
+) -> dict[str, Any]:
+    weights = tmp_path / "news.safetensors"
+    save_model(news_model, str(weights))
+    out = run_cli(
+        server,
+        "deploy",
+        str(QUICKSTART / "model.py"),
+        "--weights",
+        str(weights),
+        "--name",
+        unique_name,
+        "--sample-text",
+        "Stocks rally",
+        "--json",
+    )
+    result: dict[str, Any] = json.loads(out.stdout)
+    return result
+
+
+def test_deploy_and_query_three_ways(
+    server: RunningServer, deployed: dict[str, Any], news_model: Any, tmp_path: Path
+) -> None:
+    assert deployed["version"] == 1 and deployed["query_token"].startswith("et_q_")
+    text = "Central bank holds interest rates"
+    by_text = json.loads(
+        run_cli(server, "query", deployed["id"], "--text", text, "--format", "json").stdout
+    )
+    assert by_text["prediction"] == news_model.predict_single(text)
+    by_json = run_cli(server, "query", deployed["name"], "--json", json.dumps(text)).stdout.strip()
+    assert by_json == news_model.predict_single(text)
+    path = tmp_path / "headline.txt"
+    path.write_text(text)
+    bad = run_cli(server, "query", deployed["id"], "--file", str(path), check=False)
+    assert bad.returncode == 1 and "error:" in bad.stderr and "model_error" in bad.stderr
+
+
+def test_models_list_show_default_delete(
+    server: RunningServer, deployed: dict[str, Any], news_model: Any, tmp_path: Path
+) -> None:
+    weights = tmp_path / "state.pt"
+    torch.save(news_model.state_dict(), weights)
+    second = json.loads(
+        run_cli(
+            server,
+            "deploy",
+            str(QUICKSTART / "model.py"),
+            "--weights",
+            str(weights),
+            "--name",
+            deployed["name"],
+            "--force",
+            "--json",
+        ).stdout
+    )
+    assert second["version"] == 2 and second["id"] == deployed["id"]
+    listing = json.loads(run_cli(server, "models", "list", "--json").stdout)["models"]
+    assert any(m["id"] == deployed["id"] and m["default_version"] == 2 for m in listing)
+    assert deployed["name"] in run_cli(server, "models").stdout
+    shown = run_cli(server, "models", "show", deployed["id"]).stdout
+    assert "* v2" in shown and "  v1" in shown
+    rolled = json.loads(run_cli(server, "models", "default", deployed["id"], "1", "--json").stdout)
+    assert rolled["default_version"] == 1
+    run_cli(server, "models", "delete", deployed["id"], "--version", "2")
+    run_cli(server, "models", "delete", deployed["id"])
+    gone = run_cli(server, "models", "show", deployed["id"], check=False)
+    assert gone.returncode == 1 and "No model" in gone.stderr
+
+
+def test_tokens_create_list_revoke(server: RunningServer, deployed: dict[str, Any]) -> None:
+    created = json.loads(run_cli(server, "tokens", "create", deployed["id"], "--json").stdout)
+    ok = run_cli(server, "query", deployed["id"], "--text", "hello", "--token", created["token"])
+    assert ok.stdout.strip()
+    tokens = json.loads(run_cli(server, "tokens", "list", deployed["id"], "--json").stdout)[
+        "tokens"
+    ]
+    assert created["id"] in {t["id"] for t in tokens}
+    assert all("token" not in t and "hash" not in json.dumps(t) for t in tokens)
+    run_cli(server, "tokens", "revoke", deployed["id"], created["id"])
+    refused = run_cli(
+        server, "query", deployed["id"], "--text", "hello", "--token", created["token"], check=False
+    )
+    assert refused.returncode == 1 and "401" in refused.stderr
+
+
+def test_deploy_errors_are_plain(server: RunningServer, tmp_path: Path) -> None:
+    missing = run_cli(
+        server,
+        "deploy",
+        str(tmp_path / "nope.py"),
+        "--weights",
+        "w.safetensors",
+        "--name",
+        "x",
+        check=False,
+    )
+    assert (
+        missing.returncode == 1
+        and "nope.py" in missing.stderr
+        and "Traceback" not in missing.stderr
+    )
+    model = tmp_path / "model.py"
+    model.write_text(
+        "from torch import nn\nclass M(nn.Module):\n    def __init__(self):\n        super().__init__()\n        self.l = nn.Linear(2, 2)\n    def predict_single(self, x):\n        return 1\n"
+    )
+    weights = tmp_path / "w.safetensors"
+    save_model(torch.nn.Sequential(torch.nn.Linear(3, 3)), str(weights))
+    mismatch = run_cli(
+        server, "deploy", str(model), "--weights", str(weights), "--name", "mismatch", check=False
+    )
+    assert mismatch.returncode == 1 and "does not fit M" in mismatch.stderr
+
+
+def test_unreachable_server_is_a_plain_error(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EASYTENSOR_")}
+    env.update(
+        EASYTENSOR_URL="http://127.0.0.1:9", EASYTENSOR_API_KEY="x", EASYTENSOR_HOME=str(tmp_path)
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "easytensor_jupyter.cli", "models"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert "Cannot reach the EasyTensor server at http://127.0.0.1:9" in proc.stderr
