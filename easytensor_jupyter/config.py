@@ -21,6 +21,7 @@ __all__ = [
     "default_store",
     "ensure_admin_key",
     "home",
+    "pid_alive",
     "read_admin_key",
     "read_server_info",
     "remove_server_info",
@@ -111,7 +112,7 @@ def read_server_info(base: Path | None = None) -> ServerInfo | None:
         info = ServerInfo(**raw)
     except (FileNotFoundError, ValueError, TypeError):
         return None
-    if not _pid_alive(info.pid):
+    if not pid_alive(info.pid):
         return None
     return info
 
@@ -127,14 +128,19 @@ def remove_server_info(pid: int, base: Path | None = None) -> None:
         path.unlink(missing_ok=True)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """True for a running process; a zombie (exited, not yet reaped by its parent) counts as gone."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")
 
 
 def resolve_url(explicit: str | None = None) -> str | None:

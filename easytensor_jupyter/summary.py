@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from easytensor_jupyter.client import UploadResult
-from easytensor_jupyter.instances import encode_instance
+from easytensor_jupyter.instances import encode_instance, input_kind
 
 __all__ = ["DeploySummary", "curl_command"]
 
@@ -20,7 +20,12 @@ def curl_command(endpoint: str, instance: Any = None, token: str | None = None) 
     if isinstance(instance, str):
         body = f"-H 'Content-Type: text/plain' --data-binary {shlex.quote(instance)}"
     elif isinstance(instance, bytes | bytearray):
-        body = "-H 'Content-Type: application/octet-stream' --data-binary @input.bin"
+        kind = input_kind(instance)
+        body = (
+            "-H 'Content-Type: image/png' --data-binary @input.png"
+            if kind == "image"
+            else "-H 'Content-Type: application/octet-stream' --data-binary @input.bin"
+        )
     else:
         payload = json.dumps({"instances": [encode_instance(instance)]})
         body = f"-H 'Content-Type: application/json' -d {shlex.quote(payload)}"
