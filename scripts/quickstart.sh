@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# The main job: set up, start the embedded server, publish the quickstart model and query it.
-# Pass --lab to open JupyterLab on the example afterwards.
+# The main job: set up .venv, then run the quickstart notebook headless in a real kernel: it
+# trains a news classifier, publishes it with %%easytensor_model to the embedded server, and
+# queries it. Pass --lab to open JupyterLab on the examples afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-venv.sh
-echo "==> Running the quickstart (embedded server on this machine)"
-.venv/bin/python examples/quickstart/run_quickstart.py
+export PATH="$PWD/.venv/bin:$PATH"
+echo "==> Running examples/notebooks/01_quickstart.ipynb (embedded server on this machine)"
+python scripts/run_notebook.py examples/notebooks/01_quickstart.ipynb
 if [ "${1:-}" = "--lab" ]; then
-  exec .venv/bin/jupyter lab examples/
-else
-  echo
-  echo "Open JupyterLab on the examples with:  bash scripts/quickstart.sh --lab"
+  exec jupyter lab examples/notebooks/01_quickstart.ipynb
 fi
+echo
+echo "Open it in JupyterLab with:  bash scripts/quickstart.sh --lab"

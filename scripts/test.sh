@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-venv.sh
+export PATH="$PWD/.venv/bin:$PATH"
 if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
   echo "==> Installing Debian's chromium for the browser tests"
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
@@ -13,6 +14,8 @@ echo "==> ruff"
 .venv/bin/ruff format --check .
 echo "==> mypy"
 .venv/bin/mypy easytensor_jupyter easytensor
+echo "==> labextension: lint and unit tests"
+(cd labextension && jlpm install --immutable >/dev/null && jlpm lint:check && jlpm test --silent)
 echo "==> pytest"
 set +e
 .venv/bin/python -m pytest "$@"
