@@ -242,7 +242,7 @@ def read_bundle_stream(
     """
     limits = limits or Limits()
     try:
-        tar = tarfile.open(fileobj=stream, mode="r|")  # noqa: SIM115 - closed in the finally below
+        tar = tarfile.open(fileobj=stream, mode="r|", bufsize=CHUNK)  # noqa: SIM115 - closed below
     except tarfile.TarError as exc:
         raise BundleError(f"the upload is not a tar bundle ({exc})") from None
     manifest: Manifest | None = None

@@ -1,0 +1,116 @@
+"""``easytensor serve``: run the inference server in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from easytensor_jupyter.config import DEFAULT_PORT
+
+__all__ = ["add_parser"]
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
+    return value
+
+
+def add_parser(sub: Any) -> None:
+    parser = sub.add_parser(
+        "serve",
+        help="run the inference server",
+        description="Serve uploaded models over HTTP. Binds to loopback unless --host says otherwise.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 picks one)"
+    )
+    parser.add_argument("--store", type=Path, help="store folder (default: $EASYTENSOR_HOME/store)")
+    parser.add_argument(
+        "--predict-timeout",
+        type=_positive,
+        default=30.0,
+        metavar="S",
+        help="seconds a prediction may take before its worker is restarted (default 30)",
+    )
+    parser.add_argument(
+        "--load-timeout",
+        type=_positive,
+        default=300.0,
+        metavar="S",
+        help="seconds a model may take to load (default 300)",
+    )
+    parser.add_argument(
+        "--max-body-mb",
+        type=_positive,
+        default=100.0,
+        metavar="N",
+        help="largest request body in MB, uploads included (default 100)",
+    )
+    parser.add_argument(
+        "--idle-unload",
+        type=_positive,
+        default=900.0,
+        metavar="S",
+        help="stop a model's worker after this many idle seconds (default 900)",
+    )
+    parser.add_argument(
+        "--max-workers",
+        type=int,
+        default=8,
+        metavar="N",
+        help="models kept loaded at once; the least recently used idle one is unloaded (default 8)",
+    )
+    parser.add_argument(
+        "--no-standby",
+        action="store_true",
+        help="do not keep a spare worker with torch imported (saves memory, slower loads)",
+    )
+    parser.add_argument(
+        "--embedded",
+        action="store_true",
+        help="write $EASYTENSOR_HOME/server.json so local clients find this server",
+    )
+    parser.add_argument(
+        "--owner-pid", type=int, metavar="PID", help="exit when this process is gone"
+    )
+    parser.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="allow browser calls from this origin (repeatable; default: none)",
+    )
+    parser.add_argument("--device", default="cpu", help="torch device for workers (default cpu)")
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="log level (default info)",
+    )
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from easytensor_jupyter.inference.server import ServeOptions, run
+
+    options = ServeOptions(
+        host=args.host,
+        port=args.port,
+        store=args.store,
+        predict_timeout=args.predict_timeout,
+        load_timeout=args.load_timeout,
+        max_body_mb=args.max_body_mb,
+        idle_unload=args.idle_unload,
+        embedded=args.embedded,
+        owner_pid=args.owner_pid,
+        cors_origins=tuple(args.cors_origin),
+        log_level=args.log_level,
+        device=args.device,
+        max_workers=max(1, args.max_workers),
+        standby=not args.no_standby,
+    )
+    return run(options)

@@ -1,0 +1,113 @@
+"""The FastAPI application: routes, error shapes, middleware and the worker pool's lifetime."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI, Request
+from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import Response
+
+from easytensor_jupyter._version import __version__
+from easytensor_jupyter.inference import routes_models, routes_predict, routes_system, routes_tokens
+from easytensor_jupyter.inference.auth import Authenticator
+from easytensor_jupyter.inference.errors import (
+    OrjsonResponse,
+    error_response,
+    install_error_handlers,
+)
+from easytensor_jupyter.inference.metrics import Metrics, MetricsMiddleware
+from easytensor_jupyter.inference.pool import WorkerPool
+from easytensor_jupyter.inference.state import AppState, Settings
+from easytensor_jupyter.inference.store import ConflictError, NotFoundError, Store
+from easytensor_jupyter.inference.upload import BodyLimitMiddleware
+from easytensor_jupyter.inference.workers import sweep_stale_dirs
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("easytensor.server")
+
+_DESCRIPTION = """Publish PyTorch models as HTTP endpoints.
+
+Admin routes need `Authorization: Bearer <admin key>`. Predictions take a model's query token
+(`Authorization: Bearer et_q_...` or `accessToken: et_q_...`) or the admin key. Every error is
+`{"error": {"code", "message", "detail"}}`."""
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    return error_response(404, "not_found", str(exc))
+
+
+async def _conflict(request: Request, exc: Exception) -> Response:
+    return error_response(409, "conflict", str(exc))
+
+
+async def _housekeeping(state: AppState) -> None:
+    """Unload idle workers and write token usage, a few times per idle period."""
+    tick = max(0.2, min(state.settings.idle_unload / 4, 10.0))
+    while True:
+        await asyncio.sleep(tick)
+        try:
+            await state.pool.reap_idle()
+            if state.auth.last_used:
+                await asyncio.to_thread(state.auth.flush_last_used)
+        except Exception:
+            log.exception("housekeeping failed")
+
+
+def create_app(settings: Settings, store: Store, admin_key: str) -> FastAPI:
+    """Build the app around an opened store; workers start on demand and stop with the app."""
+    metrics = Metrics()
+    pool = WorkerPool(
+        predict_timeout=settings.predict_timeout,
+        load_timeout=settings.load_timeout,
+        idle_unload=settings.idle_unload,
+        device=settings.device,
+        threads=settings.threads,
+        metrics=metrics,
+        max_workers=settings.max_workers,
+        standby=settings.standby,
+    )
+    metrics.track_workers(pool.count)
+    state = AppState(settings, store, pool, Authenticator(admin_key, store), metrics)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(sweep_stale_dirs)
+        task = asyncio.create_task(_housekeeping(state))
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await pool.close()
+            with contextlib.suppress(Exception):
+                state.auth.flush_last_used()
+
+    app = FastAPI(
+        title="EasyTensor inference server",
+        version=__version__,
+        description=_DESCRIPTION,
+        default_response_class=OrjsonResponse,
+        lifespan=lifespan,
+    )
+    app.state.easytensor = state
+    install_error_handlers(app)
+    app.add_exception_handler(NotFoundError, _not_found)
+    app.add_exception_handler(ConflictError, _conflict)
+    for module in (routes_models, routes_tokens, routes_predict, routes_system):
+        app.include_router(module.router)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "accessToken"],
+        )
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app

@@ -1,0 +1,236 @@
+"""Which workers run: started on upload (the load check) or on the first query, unloaded when
+idle or when too many are up, replaced after a crash or a timeout, all stopped at exit.
+
+Importing torch takes a worker a second or two, so once a model has been loaded the pool keeps
+one standby process that has done so already: the next load (an upload's check, a restart after
+a crash) only imports the model. The standby goes away with the last model worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Literal
+
+from easytensor_jupyter.inference.metrics import Metrics
+from easytensor_jupyter.inference.workers import (
+    ExitReason,
+    Key,
+    Worker,
+    WorkerLoadError,
+    WorkerSpec,
+    WorkerTimeout,
+)
+
+__all__ = ["VersionStatus", "WorkerPool"]
+
+log = logging.getLogger("easytensor.workers")
+
+VersionStatus = Literal["ready", "loading", "idle", "failed"]
+
+
+class WorkerPool:
+    def __init__(
+        self,
+        *,
+        predict_timeout: float,
+        load_timeout: float,
+        idle_unload: float,
+        device: str,
+        threads: int,
+        metrics: Metrics,
+        max_pending: int = 256,
+        max_workers: int = 8,
+        standby: bool = True,
+    ) -> None:
+        self.predict_timeout = predict_timeout
+        self.load_timeout = load_timeout
+        self.idle_unload = idle_unload
+        self.device = device
+        self.threads = threads
+        self.metrics = metrics
+        self.max_pending = max_pending
+        self.max_workers = max_workers
+        self.use_standby = standby
+        self._standby: Worker | None = None
+        self._standby_task: asyncio.Task[None] | None = None
+        self._workers: dict[Key, Worker] = {}
+        self._starting: dict[Key, asyncio.Task[Worker]] = {}
+        self._failed: dict[Key, dict[str, Any]] = {}
+        self._all: set[Worker] = set()
+        self._closing = False
+
+    def count(self) -> int:
+        """Live workers serving or loading a model (the standby one not counted)."""
+        return sum(1 for w in self._all if w.state != "dead" and w is not self._standby)
+
+    def status(self, key: Key) -> VersionStatus:
+        worker = self._workers.get(key)
+        if worker is not None and worker.state == "ready":
+            return "ready"
+        if key in self._starting:
+            return "loading"
+        return "failed" if key in self._failed else "idle"
+
+    def _on_exit(self, worker: Worker, reason: ExitReason) -> None:
+        self._all.discard(worker)
+        if self._standby is worker:
+            self._standby = None
+        key = worker.spec.key
+        if self._workers.get(key) is worker:
+            del self._workers[key]
+        counted = reason in ("crash", "timeout", "memory") and key[1] > 0
+        if counted and not self._closing:
+            self.metrics.worker_restarts.labels(worker.spec.model_id, reason).inc()
+
+    def _new_worker(self, spec: WorkerSpec) -> Worker:
+        worker = Worker(
+            spec,
+            device=self.device,
+            threads=self.threads,
+            max_pending=self.max_pending,
+            on_exit=self._on_exit,
+        )
+        self._all.add(worker)
+        return worker
+
+    def _refill_standby(self) -> None:
+        if not self.use_standby or self._closing or self._standby is not None:
+            return
+        worker = self._new_worker(WorkerSpec("standby", 0, {}, b""))
+        self._standby = worker
+        self._standby_task = asyncio.get_running_loop().create_task(worker.start(standby=True))
+
+    async def _take_standby(self) -> Worker | None:
+        worker, task = self._standby, self._standby_task
+        self._standby = self._standby_task = None
+        if worker is None or task is None:
+            return None
+        try:
+            await task
+        except Exception:
+            await worker.stop()
+            self._all.discard(worker)
+            return None
+        if worker.state != "standby":
+            await worker.stop()
+            return None
+        return worker
+
+    async def _make_room(self) -> None:
+        """Stop the least recently used idle workers beyond ``max_workers``."""
+        live = [w for w in self._workers.values() if w.state == "ready"]
+        idle = sorted((w for w in live if w.inflight == 0), key=lambda w: w.last_used)
+        for worker in idle[: max(0, len(live) + 1 - self.max_workers)]:
+            log.info("%s: unloading to stay within %d workers", worker.spec.label, self.max_workers)
+            await worker.stop()
+
+    async def launch(self, spec: WorkerSpec) -> Worker:
+        """Start a worker and wait until its model is loaded; raises WorkerLoadError if not."""
+        if self._closing:
+            raise WorkerLoadError({"stage": "worker", "message": "the server is stopping"})
+        await self._make_room()
+        worker = await self._take_standby()
+        try:
+            if worker is not None:
+                await worker.assign(spec)
+            else:
+                worker = self._new_worker(spec)
+                await worker.start()
+            self._refill_standby()
+            await worker.wait_ready(self.load_timeout)
+        except WorkerTimeout as exc:
+            if worker is not None:
+                await worker.stop()
+            raise WorkerLoadError(
+                {"stage": "timeout", "message": str(exc), "detail": None}
+            ) from None
+        except WorkerLoadError:
+            if worker is not None:
+                await worker.stop()
+            raise
+        except BaseException as exc:
+            if worker is not None:
+                await worker.stop()
+            if isinstance(exc, Exception):
+                message = f"the worker did not start: {exc}"
+                raise WorkerLoadError({"stage": "worker", "message": message}) from exc
+            raise
+        log.info("%s: worker %s ready", spec.label, worker.proc.pid if worker.proc else "?")
+        return worker
+
+    def adopt(self, worker: Worker, key: Key) -> None:
+        """Keep a worker started for a load check as the worker of the version it became."""
+        worker.spec = WorkerSpec(key[0], key[1], worker.spec.files, worker.spec.manifest_json)
+        old = self._workers.get(key)
+        self._workers[key] = worker
+        self._failed.pop(key, None)
+        if old is not None and old is not worker:
+            asyncio.get_running_loop().create_task(old.stop())
+
+    async def get(self, key: Key, spec: Callable[[], WorkerSpec]) -> Worker:
+        worker = self._workers.get(key)
+        if worker is not None and worker.state == "ready":
+            return worker
+        task = self._starting.get(key)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._start(key, spec()))
+            self._starting[key] = task
+        return await asyncio.shield(task)
+
+    async def _start(self, key: Key, spec: WorkerSpec) -> Worker:
+        try:
+            worker = await self.launch(spec)
+        except WorkerLoadError as exc:
+            self._failed[key] = exc.error
+            raise
+        finally:
+            self._starting.pop(key, None)
+        self._failed.pop(key, None)
+        self._workers[key] = worker
+        return worker
+
+    async def predict(
+        self, key: Key, spec: Callable[[], WorkerSpec], instances: list[Any]
+    ) -> list[Any]:
+        worker = await self.get(key, spec)
+        return await worker.predict(instances, self.predict_timeout)
+
+    async def stop_where(self, match: Callable[[Key], bool]) -> None:
+        workers = [w for k, w in self._workers.items() if match(k)]
+        for key in [k for k in self._failed if match(k)]:
+            del self._failed[key]
+        await asyncio.gather(*(w.stop() for w in workers), return_exceptions=True)
+
+    async def stop_model(self, model_id: str, version: int | None = None) -> None:
+        await self.stop_where(lambda k: k[0] == model_id and version in (None, k[1]))
+
+    async def reap_idle(self) -> None:
+        now = time.monotonic()
+        idle = [
+            w
+            for w in self._workers.values()
+            if w.state == "ready" and w.inflight == 0 and now - w.last_used >= self.idle_unload
+        ]
+        for worker in idle:
+            log.info("%s: unloading after %.0f s idle", worker.spec.label, now - worker.last_used)
+            await worker.stop()
+        if not self._workers and not self._starting and self._standby is not None:
+            standby = await self._take_standby()
+            if standby is not None:
+                await standby.stop()
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._standby_task is not None:
+            with contextlib.suppress(BaseException):
+                await self._standby_task
+        for task in list(self._starting.values()):
+            task.cancel()
+        await asyncio.gather(*(w.stop() for w in list(self._all)), return_exceptions=True)
+        for task in list(self._starting.values()):
+            with contextlib.suppress(BaseException):
+                await task

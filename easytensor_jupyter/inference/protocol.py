@@ -1,0 +1,89 @@
+"""Frames between the server and a worker: a 4-byte big-endian length, then one msgpack map.
+
+msgpack carries bytes natively, so image inputs cross without base64, and it cannot smuggle
+objects the way pickle can: the worker runs untrusted code, so the server must never decode
+anything richer than plain data from it.
+
+Messages (``t`` is the type):
+    worker -> server  {"t": "ready", "pid", "batch"} | {"t": "load_error", "error": {...}}
+                      {"t": "results", "results": [{"id", "outcomes": [[ok, value], ...]}]}
+    server -> worker  {"t": "predict", "requests": [{"id", "instances": [...]}]} | {"t": "shutdown"}
+A predict frame carries a list of requests so several can travel together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+from typing import Any
+
+import msgpack
+
+__all__ = [
+    "MAX_FRAME_BYTES",
+    "FrameError",
+    "decode_body",
+    "encode_frame",
+    "read_frame",
+    "recv_frame",
+    "send_frame",
+]
+
+MAX_FRAME_BYTES = 4 << 30
+_HEADER = struct.Struct(">I")
+
+
+class FrameError(ValueError):
+    """A frame that is too large or not a msgpack map."""
+
+
+def encode_frame(message: dict[str, Any]) -> bytes:
+    body: bytes = msgpack.packb(message, use_bin_type=True)
+    if len(body) >= MAX_FRAME_BYTES:
+        raise FrameError(f"frame of {len(body)} bytes is over the {MAX_FRAME_BYTES} byte limit")
+    return _HEADER.pack(len(body)) + body
+
+
+def decode_body(body: bytes) -> dict[str, Any]:
+    try:
+        message = msgpack.unpackb(body, raw=False, strict_map_key=False)
+    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+        raise FrameError(f"undecodable frame: {exc}") from None
+    if not isinstance(message, dict) or not isinstance(message.get("t"), str):
+        raise FrameError("a frame must be a map with a string 't'")
+    return message
+
+
+async def read_frame(reader: asyncio.StreamReader) -> dict[str, Any]:
+    """Read one frame; raises ``asyncio.IncompleteReadError`` when the peer has gone."""
+    (size,) = _HEADER.unpack(await reader.readexactly(_HEADER.size))
+    return decode_body(await reader.readexactly(size))
+
+
+def _recv_exact(sock: socket.socket, size: int) -> bytes | None:
+    buf = bytearray(size)
+    view = memoryview(buf)
+    got = 0
+    while got < size:
+        n = sock.recv_into(view[got:], size - got)
+        if n == 0:
+            return None
+        got += n
+    return bytes(buf)
+
+
+def recv_frame(sock: socket.socket) -> dict[str, Any] | None:
+    """Blocking read of one frame; None when the peer closed the socket."""
+    header = _recv_exact(sock, _HEADER.size)
+    if header is None:
+        return None
+    (size,) = _HEADER.unpack(header)
+    body = _recv_exact(sock, size)
+    if body is None:
+        return None
+    return decode_body(body)
+
+
+def send_frame(sock: socket.socket, message: dict[str, Any]) -> None:
+    sock.sendall(encode_frame(message))

@@ -1,0 +1,200 @@
+"""Predictions: ``/v1/models/{id}/predict`` and the original EasyTensor ``/query/`` route.
+
+The body is read and answered by hand (no pydantic round trip) because this is the hot path;
+the declared request and response models are there for the OpenAPI description.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Path, Query, Request
+from starlette.responses import Response
+
+from easytensor_jupyter.inference.auth import Principal
+from easytensor_jupyter.inference.errors import APIError, OrjsonResponse, error_responses
+from easytensor_jupyter.inference.schemas import MAX_VERSION, PredictIn, PredictOut
+from easytensor_jupyter.inference.state import AppState, get_state, require_caller
+from easytensor_jupyter.inference.workers import (
+    WorkerBusy,
+    WorkerCrashed,
+    WorkerError,
+    WorkerInputError,
+    WorkerLoadError,
+    WorkerRestarted,
+    WorkerTimeout,
+)
+from easytensor_jupyter.instances import InstanceError, decode_instance
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["predict"])
+
+_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": PredictIn.model_json_schema()},
+            "text/plain": {"schema": {"type": "string"}},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+            "image/*": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+_ERRORS = error_responses(400, 401, 403, 404, 413, 415, 422, 502, 503, 504)
+_RETRY = {"Retry-After": "1"}
+
+
+def _invalid(message: str) -> APIError:
+    return APIError(422, "invalid_instances", message)
+
+
+def _charset(content_type: str) -> str:
+    for param in content_type.split(";")[1:]:
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "charset" and value.strip():
+            return value.strip().strip('"')
+    return "utf-8"
+
+
+async def parse_instances(request: Request) -> list[Any]:
+    """JSON ``{"instances": [...]}``, or a raw body that is one text or bytes instance."""
+    content_type = request.headers.get("content-type", "application/json")
+    mime = content_type.split(";", 1)[0].strip().lower()
+    body = await request.body()
+    if mime in ("application/json", "") or mime.endswith("+json"):
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise APIError(400, "bad_json", f"the request body is not valid JSON: {exc}") from None
+        if not isinstance(payload, dict) or "instances" not in payload:
+            raise _invalid('the body must be a JSON object with an "instances" list')
+        instances = payload["instances"]
+        if not isinstance(instances, list):
+            raise _invalid('"instances" must be a list')
+        if not instances:
+            raise _invalid('"instances" is empty; send at least one input')
+        try:
+            return [decode_instance(x, f"instances[{i}]") for i, x in enumerate(instances)]
+        except InstanceError as exc:
+            raise _invalid(str(exc)) from None
+        except RecursionError:
+            raise _invalid("the instances are nested too deeply") from None
+    if mime == "text/plain":
+        try:
+            return [body.decode(_charset(content_type))]
+        except (UnicodeDecodeError, LookupError):
+            raise APIError(400, "bad_text", "the text/plain body is not valid text") from None
+    if mime == "application/octet-stream" or mime.startswith("image/"):
+        return [body]
+    raise APIError(
+        415,
+        "unsupported_media_type",
+        f"cannot predict from {mime}; send application/json, text/plain, "
+        "application/octet-stream or image/*",
+    )
+
+
+def _worker_error(exc: WorkerError) -> APIError:
+    if isinstance(exc, WorkerTimeout):
+        return APIError(504, "timeout", f"{exc}; the worker was restarted")
+    if isinstance(exc, WorkerCrashed):
+        return APIError(502, "worker_crashed", str(exc), exc.detail())
+    if isinstance(exc, WorkerLoadError):
+        return APIError(502, "load_error", f"the model failed to load: {exc}", exc.error)
+    if isinstance(exc, WorkerInputError):
+        return _invalid(str(exc))
+    if isinstance(exc, WorkerBusy):
+        return APIError(503, "overloaded", str(exc), headers=_RETRY)
+    if isinstance(exc, WorkerRestarted):
+        return APIError(503, "worker_restarted", f"{exc}; retry", headers=_RETRY)
+    return APIError(502, "worker_error", str(exc))
+
+
+async def _predict(
+    state: AppState, request: Request, model_id: str, version: int | None
+) -> Response:
+    started = time.perf_counter()
+    record = state.store.resolve_version(model_id, version)
+    stats = state.stats_for(model_id)
+    outcome = "ok"
+    try:
+        instances = await parse_instances(request)
+        try:
+            results = await state.pool.predict(
+                (model_id, record.version),
+                lambda: state.spec(model_id, record.version, record.manifest),
+                instances,
+            )
+        except WorkerError as exc:
+            raise _worker_error(exc) from None
+        if len(results) != len(instances):
+            raise APIError(502, "worker_error", "the worker answered the wrong number of results")
+        predictions = []
+        for index, (ok, value) in enumerate(results):
+            if not ok:
+                detail = dict(value.get("detail") or {})
+                detail["index"] = index
+                raise APIError(422, str(value.get("code", "model_error")), value["message"], detail)
+            predictions.append(value)
+    except APIError as exc:
+        outcome = exc.code
+        raise
+    finally:
+        elapsed = time.perf_counter() - started
+        stats.requests += 1
+        stats.last_latency_ms = round(elapsed * 1000, 3)
+        if outcome != "ok":
+            stats.errors += 1
+        state.metrics.predictions.labels(model_id, outcome).inc()
+        state.metrics.predict_latency.labels(model_id).observe(elapsed)
+    body = {
+        "predictions": predictions,
+        "model_id": model_id,
+        "version": record.version,
+        "latency_ms": round(elapsed * 1000, 3),
+    }
+    return OrjsonResponse(body)
+
+
+@router.post(
+    "/v1/models/{model_id}/predict",
+    response_model=PredictOut,
+    responses=_ERRORS,
+    openapi_extra=_BODY,
+    summary="Predict with a model (its query token or the admin key)",
+)
+async def predict(
+    request: Request,
+    principal: Annotated[Principal, Depends(require_caller)],
+    model_id: str = Path(max_length=200),
+    version: int | None = Query(
+        None, ge=1, le=MAX_VERSION, description="A version number; default if absent"
+    ),
+) -> Response:
+    state = get_state(request)
+    if not principal.may_query(model_id):
+        raise APIError(403, "wrong_model", "this query token belongs to another model")
+    return await _predict(state, request, model_id, version)
+
+
+@router.post(
+    "/query/",
+    response_model=PredictOut,
+    responses=_ERRORS,
+    openapi_extra=_BODY,
+    summary="The original EasyTensor query route: the accessToken header picks the model",
+)
+async def query(
+    request: Request, principal: Annotated[Principal, Depends(require_caller)]
+) -> Response:
+    state = get_state(request)
+    if principal.model_id is None:
+        raise APIError(
+            403,
+            "query_token_required",
+            "/query/ needs a model's query token; with the admin key use /v1/models/{id}/predict",
+        )
+    return await _predict(state, request, principal.model_id, None)

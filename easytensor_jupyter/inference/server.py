@@ -1,0 +1,202 @@
+"""Start the server: admin key, store, socket, uvicorn; and, when embedded, the info file.
+
+We bind the socket ourselves so ``--port 0`` can report the real port, and print the
+"listening" line only once uvicorn accepts connections: notebooks and tests wait for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import uvicorn
+
+from easytensor_jupyter import config
+from easytensor_jupyter.inference.app import create_app
+from easytensor_jupyter.inference.state import Settings
+from easytensor_jupyter.inference.store import Store
+
+__all__ = ["ServeOptions", "run"]
+
+log = logging.getLogger("easytensor.server")
+_OWNER_POLL_S = 0.25
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    host: str = "127.0.0.1"
+    port: int = config.DEFAULT_PORT
+    store: Path | None = None
+    predict_timeout: float = 30.0
+    load_timeout: float = 300.0
+    max_body_mb: float = 100.0
+    idle_unload: float = 900.0
+    embedded: bool = False
+    owner_pid: int | None = None
+    cors_origins: tuple[str, ...] = field(default_factory=tuple)
+    log_level: str = "info"
+    device: str = "cpu"
+    max_workers: int = 8
+    standby: bool = True
+
+
+class _Server(uvicorn.Server):
+    """uvicorn re-raises SIGTERM/SIGINT after shutting down; we want a clean exit code instead."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        previous = {s: signal.signal(s, self.handle_exit) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def _announce_key(embedded: bool) -> str:
+    """Show a new key once, except when embedded: then our output is a log file, and local
+    clients read the key file anyway."""
+    if os.environ.get("EASYTENSOR_API_KEY"):
+        _say("Admin key: taken from EASYTENSOR_API_KEY")
+        return os.environ["EASYTENSOR_API_KEY"]
+    key, created = config.ensure_admin_key()
+    path = config.admin_key_path()
+    if created and embedded:
+        _say(f"Admin key created and saved to {path}")
+    elif created:
+        _say(f"Admin key (shown once, saved to {path}): {key}")
+    else:
+        _say(f"Admin key: saved in {path}")
+    return key
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(False)
+    return sock
+
+
+def _url(host: str, port: int) -> str:
+    shown = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    return f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
+
+
+async def _watch_owner(server: uvicorn.Server, owner_pid: int) -> None:
+    while not server.should_exit:
+        if not config.pid_alive(owner_pid):
+            log.warning("owner process %d is gone; stopping", owner_pid)
+            server.should_exit = True
+            return
+        await asyncio.sleep(_OWNER_POLL_S)
+
+
+async def _serve(server: uvicorn.Server, sock: socket.socket, options: ServeOptions) -> None:
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started and not serving.done():
+        await asyncio.sleep(0.01)
+    if not server.started:
+        await serving
+        return
+    port = sock.getsockname()[1]
+    url = _url(options.host, port)
+    watcher = None
+    try:
+        if options.embedded:
+            store = str(options.store or config.default_store())
+            info = config.ServerInfo(
+                url=url, pid=os.getpid(), store=store, owner_pid=options.owner_pid
+            )
+            config.write_server_info(info)
+        if options.owner_pid is not None:
+            watcher = asyncio.create_task(_watch_owner(server, options.owner_pid))
+        _say(f"EasyTensor server listening on {url}")
+        await serving
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+        if options.embedded:
+            config.remove_server_info(os.getpid())
+
+
+def _threads_per_worker() -> int:
+    return max(1, min(4, (os.cpu_count() or 2) // 2))
+
+
+def run(options: ServeOptions) -> int:
+    logging.basicConfig(
+        level=options.log_level.upper(), format="easytensor %(levelname)s: %(message)s"
+    )
+    if options.owner_pid is not None and not config.pid_alive(options.owner_pid):
+        print(f"owner process {options.owner_pid} is not running", file=sys.stderr)
+        return 1
+    store_path = (options.store or config.default_store()).expanduser().resolve()
+    admin_key = _announce_key(options.embedded)
+    store = Store(store_path)
+    store.open()
+    settings = Settings(
+        store=store_path,
+        predict_timeout=options.predict_timeout,
+        load_timeout=options.load_timeout,
+        max_body_bytes=int(options.max_body_mb * (1 << 20)),
+        idle_unload=options.idle_unload,
+        device=options.device,
+        threads=_threads_per_worker(),
+        max_workers=options.max_workers,
+        standby=options.standby,
+        cors_origins=options.cors_origins,
+    )
+    try:
+        sock = _bind(options.host, options.port)
+    except OSError as exc:
+        print(f"cannot listen on {options.host}:{options.port}: {exc.strerror}", file=sys.stderr)
+        return 1
+    app = create_app(settings, store, admin_key)
+    has_uvloop = importlib.util.find_spec("uvloop") is not None
+    has_httptools = importlib.util.find_spec("httptools") is not None
+    uv_config = uvicorn.Config(
+        app,
+        loop="uvloop" if has_uvloop else "asyncio",
+        http="httptools" if has_httptools else "h11",
+        lifespan="on",
+        log_level=options.log_level,
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=3,
+    )
+    server = _Server(uv_config)
+    loop_factory = uv_config.get_loop_factory()
+    try:
+        if sys.version_info >= (3, 11):
+            with asyncio.Runner(loop_factory=loop_factory) as runner:
+                runner.run(_serve(server, sock, options))
+        else:
+            loop = (loop_factory or asyncio.new_event_loop)()
+            try:
+                loop.run_until_complete(_serve(server, sock, options))
+            finally:
+                loop.close()
+    finally:
+        sock.close()
+        store.close()
+    _say("EasyTensor server stopped")
+    return 0

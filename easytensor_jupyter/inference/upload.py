@@ -1,0 +1,209 @@
+"""Request bodies: the size limit, and the bridge from the async body to the sync bundle reader.
+
+``bundle.read_bundle_stream`` is plain blocking code (tarfile, hashlib, file writes), so it runs
+in a thread and reads from a ``BodyBridge`` that an async task fills from the request. The
+bridge holds a few megabytes at most: when the thread falls behind, the pump stops reading the
+socket, and the client is slowed down instead of the server filling its memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import threading
+from collections import deque
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import IO, Any, cast
+
+from starlette.requests import ClientDisconnect, Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from easytensor_jupyter.bundle import BundleError, Limits, ReceivedBundle, read_bundle_stream
+from easytensor_jupyter.inference.blobs import PinningSink
+from easytensor_jupyter.inference.errors import APIError, error_response
+from easytensor_jupyter.inference.store import Store
+
+__all__ = ["BodyBridge", "BodyLimitMiddleware", "receive_bundle"]
+
+_HIGH_WATER = 8 << 20
+_MAX_READERS = 8
+_executor: ThreadPoolExecutor | None = None
+
+
+def _readers() -> ThreadPoolExecutor:
+    """Upload threads of their own: a slow client holds one for as long as it sends, and must
+    not starve the default pool that short store writes use."""
+    global _executor
+    if _executor is None:
+        _executor = ThreadPoolExecutor(_MAX_READERS, thread_name_prefix="easytensor-upload")
+    return _executor
+
+
+def _too_large(limit: int) -> APIError:
+    return APIError(
+        413,
+        "too_large",
+        f"the request body is over the {limit / (1 << 20):g} MB limit (--max-body-mb)",
+        {"limit_bytes": limit},
+        headers={"Connection": "close"},
+    )
+
+
+class BodyLimitMiddleware:
+    """Refuse a too-large Content-Length before reading a byte; count a chunked body as it comes."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None:
+            try:
+                length = int(declared)
+            except ValueError:
+                response = error_response(400, "bad_request", "Content-Length is not a number")
+                await response(scope, receive, send)
+                return
+            if length > self.max_bytes:
+                err = _too_large(self.max_bytes)
+                response = error_response(
+                    err.status, err.code, err.message, err.detail, err.headers
+                )
+                await response(scope, receive, send)
+                return
+        received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _too_large(self.max_bytes)
+            return message
+
+        await self.app(scope, counting_receive, send)
+
+
+class _Aborted(OSError):
+    """The request body ended abnormally; the async side knows why."""
+
+
+class BodyBridge(io.RawIOBase):
+    def __init__(self, loop: asyncio.AbstractEventLoop, high_water: int = _HIGH_WATER) -> None:
+        super().__init__()
+        self._loop = loop
+        self._high = high_water
+        self._cond = threading.Condition()
+        self._chunks: deque[memoryview] = deque()
+        self._size = 0
+        self._eof = False
+        self._failed = False
+        self._abandoned = False
+        self._space = asyncio.Event()
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        with self._cond:
+            while not self._chunks and not self._eof and not self._failed:
+                self._cond.wait()
+            if self._failed:
+                raise _Aborted("the request body ended abnormally")
+            if size is None or size < 0:
+                size = self._size
+            parts: list[memoryview] = []
+            taken = 0
+            while self._chunks and taken < size:
+                head = self._chunks[0]
+                if len(head) <= size - taken:
+                    parts.append(self._chunks.popleft())
+                    taken += len(head)
+                else:
+                    parts.append(head[: size - taken])
+                    self._chunks[0] = head[size - taken :]
+                    taken = size
+            self._size -= taken
+            if self._size <= self._high // 2:
+                self._loop.call_soon_threadsafe(self._space.set)
+        return b"".join(parts)
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    async def pump(self, chunks: AsyncIterator[bytes]) -> None:
+        try:
+            async for chunk in chunks:
+                if self._abandoned:
+                    return
+                if chunk:
+                    with self._cond:
+                        self._chunks.append(memoryview(chunk))
+                        self._size += len(chunk)
+                        self._cond.notify()
+                while self._size > self._high and not self._abandoned:
+                    self._space.clear()
+                    await self._space.wait()
+        except BaseException:
+            with self._cond:
+                self._failed = True
+                self._cond.notify_all()
+            raise
+        with self._cond:
+            self._eof = True
+            self._cond.notify_all()
+
+    def abandon(self) -> None:
+        """The reader is done (or failed): stop pumping."""
+        self._abandoned = True
+        self._space.set()
+
+
+async def receive_bundle(
+    request: Request, store: Store, limits: Limits
+) -> tuple[ReceivedBundle, PinningSink]:
+    """Stream the body into the store; on success the caller must ``release()`` the sink."""
+    bridge = BodyBridge(asyncio.get_running_loop())
+    sink = PinningSink(store.blobs)
+    pump = asyncio.create_task(bridge.pump(request.stream()))
+    outcome: ReceivedBundle | BaseException
+    try:
+        stream = cast(IO[bytes], bridge)
+        loop = asyncio.get_running_loop()
+        outcome = await loop.run_in_executor(_readers(), read_bundle_stream, stream, sink, limits)
+    except (BundleError, _Aborted) as exc:
+        outcome = exc
+    except BaseException:
+        bridge.abandon()
+        pump.cancel()
+        sink.release()
+        await asyncio.to_thread(store.collect, sink.written)
+        raise
+    bridge.abandon()
+    if not pump.done():
+        pump.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        try:
+            await pump
+        except (APIError, ClientDisconnect) as exc:
+            outcome = exc
+    if isinstance(outcome, ReceivedBundle):
+        return outcome, sink
+    sink.release()
+    await asyncio.to_thread(store.collect, sink.written)
+    if isinstance(outcome, APIError):
+        raise outcome
+    if isinstance(outcome, ClientDisconnect):
+        raise APIError(400, "client_disconnected", "the client stopped sending the bundle")
+    if isinstance(outcome, BundleError):
+        raise APIError(outcome.status, outcome.code, str(outcome))
+    raise APIError(400, "bad_bundle", "the bundle could not be read")

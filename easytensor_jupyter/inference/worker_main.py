@@ -1,0 +1,201 @@
+"""Entry point of a worker process: load one model version, then answer predict frames.
+
+Run as ``python -m easytensor_jupyter.inference.worker_main --fd N --dir DIR``. The socket on
+``--fd`` carries frames only; the model's own prints go to stdout/stderr, which the server reads
+and prefixes. A reader thread keeps receiving while the model computes, so queued requests can
+be handed to ``predict_batch`` together, and so the worker notices at once when the server is
+gone (end of file) even in the middle of an endless ``predict_single``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import queue
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from easytensor_jupyter.inference.protocol import FrameError, encode_frame, recv_frame, send_frame
+
+__all__ = ["main"]
+
+_PR_SET_PDEATHSIG = 1
+_UNBATCHED_CAP = 64
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="easytensor-worker")
+    parser.add_argument("--fd", type=int, required=True)
+    parser.add_argument("--dir", required=True)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--parent-pid", type=int, default=None)
+    parser.add_argument(
+        "--standby",
+        action="store_true",
+        help="import torch, then wait for a load frame before reading --dir",
+    )
+    return parser.parse_args(argv)
+
+
+def _die_with_parent(parent_pid: int | None) -> None:
+    """Ask Linux to kill us with the server, covering a server killed with SIGKILL mid-load."""
+    if sys.platform != "linux":
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return
+    if parent_pid is not None and os.getppid() != parent_pid:
+        os._exit(0)
+
+
+def _error(code: str, message: str, exc: BaseException | None = None) -> dict[str, Any]:
+    detail = None
+    if exc is not None:
+        tail = "".join(traceback.format_exception(exc)).rstrip().splitlines()[-12:]
+        detail = {"exception": type(exc).__name__, "traceback": "\n".join(tail)}
+    return {"code": code, "message": message, "detail": detail}
+
+
+def _reader(sock: socket.socket, inbox: queue.SimpleQueue[dict[str, Any] | None]) -> None:
+    while True:
+        try:
+            frame = recv_frame(sock)
+        except (OSError, FrameError):
+            frame = None
+        if frame is None:
+            os._exit(0)
+        if frame["t"] == "predict":
+            for request in frame.get("requests", []):
+                inbox.put(request)
+        elif frame["t"] == "shutdown":
+            inbox.put(None)
+
+
+def _encodable(outcome: list[Any]) -> list[Any]:
+    try:
+        encode_frame({"t": "probe", "v": outcome})
+    except (TypeError, ValueError, OverflowError) as exc:
+        return [False, _error("output_not_json", f"the output cannot be sent back: {exc}")]
+    return outcome
+
+
+def _send_results(sock: socket.socket, results: list[dict[str, Any]]) -> None:
+    message = {"t": "results", "results": results}
+    try:
+        frame = encode_frame(message)
+    except (TypeError, ValueError, OverflowError):
+        for result in results:
+            result["outcomes"] = [_encodable(o) for o in result["outcomes"]]
+        frame = encode_frame(message)
+    sock.sendall(frame)
+
+
+class _Server:
+    """Takes requests off the inbox and runs them, together when the model can batch."""
+
+    def __init__(self, sock: socket.socket, model: Any, batching: Any) -> None:
+        self.sock = sock
+        self.model = model
+        self.can_batch = model.batch_fn is not None
+        self.max_items = batching.max_batch_size if batching is not None else _UNBATCHED_CAP
+        self.max_wait = batching.max_wait_ms / 1000.0 if batching is not None else 0.0
+        self.inbox: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
+        self.stopping = False
+
+    def _gather(self, first: dict[str, Any]) -> list[dict[str, Any]]:
+        batch = [first]
+        if not self.can_batch:
+            return batch
+        count = len(first["instances"])
+        deadline = time.monotonic() + self.max_wait
+        while count < self.max_items:
+            remaining = deadline - time.monotonic()
+            try:
+                nxt = (
+                    self.inbox.get(timeout=remaining) if remaining > 0 else self.inbox.get_nowait()
+                )
+            except queue.Empty:
+                break
+            if nxt is None:
+                self.stopping = True
+                break
+            batch.append(nxt)
+            count += len(nxt["instances"])
+        return batch
+
+    def _run(self, instances: list[Any]) -> list[list[Any]]:
+        step = self.max_items if self.can_batch else max(1, len(instances))
+        outcomes: list[list[Any]] = []
+        for start in range(0, len(instances), step):
+            chunk = instances[start : start + step]
+            try:
+                outcomes += [o.to_wire() for o in self.model.predict(chunk)]
+            except BaseException as exc:
+                error = _error("model_error", f"predict raised {type(exc).__name__}: {exc}", exc)
+                outcomes += [[False, error] for _ in chunk]
+        return outcomes
+
+    def serve(self) -> None:
+        threading.Thread(target=_reader, args=(self.sock, self.inbox), daemon=True).start()
+        while not self.stopping:
+            first = self.inbox.get()
+            if first is None:
+                return
+            batch = self._gather(first)
+            instances = [x for request in batch for x in request["instances"]]
+            outcomes = self._run(instances)
+            results = []
+            at = 0
+            for request in batch:
+                n = len(request["instances"])
+                results.append({"id": request["id"], "outcomes": outcomes[at : at + n]})
+                at += n
+            _send_results(self.sock, results)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse(argv)
+    _die_with_parent(args.parent_pid)
+    sock = socket.socket(fileno=args.fd)
+    directory = Path(args.dir)
+    try:
+        import torch
+
+        from easytensor_jupyter.bundle import MANIFEST_NAME, Manifest
+        from easytensor_jupyter.inference.runtime import LoadError, load_bundle_dir
+
+        torch.set_num_threads(max(1, args.threads))
+        if args.standby:
+            frame = recv_frame(sock)
+            if frame is None or frame["t"] != "load":
+                return 0
+        manifest = Manifest.parse_bytes((directory / MANIFEST_NAME).read_bytes())
+        model = load_bundle_dir(directory, manifest, args.device)
+    except LoadError as exc:
+        send_frame(sock, {"t": "load_error", "error": exc.to_dict()})
+        return 0
+    except BaseException as exc:
+        error = {"stage": "worker", "message": f"{type(exc).__name__}: {exc}", "detail": None}
+        send_frame(sock, {"t": "load_error", "error": error})
+        return 0
+    send_frame(sock, {"t": "ready", "pid": os.getpid(), "batch": model.batch_fn is not None})
+    _Server(sock, model, manifest.batching).serve()
+    return 0
+
+
+if __name__ == "__main__":
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -1,0 +1,413 @@
+"""Worker processes, one per loaded model version, and the pool that starts and stops them.
+
+Model code only ever runs in a worker: the server talks to it over a socketpair with msgpack
+frames. A worker gets a private folder of hard links to its version's files, and an environment
+without any ``EASYTENSOR_*`` variable, so it learns neither the store path nor the admin key.
+A prediction past its timeout kills the worker's whole process group; a worker that dies fails
+its pending requests, and the next query starts a fresh one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import easytensor_jupyter
+from easytensor_jupyter.bundle import MANIFEST_NAME
+from easytensor_jupyter.inference.protocol import FrameError, encode_frame, read_frame
+
+__all__ = [
+    "Worker",
+    "WorkerBusy",
+    "WorkerCrashed",
+    "WorkerError",
+    "WorkerInputError",
+    "WorkerLoadError",
+    "WorkerRestarted",
+    "WorkerSpec",
+    "WorkerTimeout",
+    "fill_dir",
+    "prepare_dir",
+    "sweep_stale_dirs",
+    "worker_env",
+]
+
+log = logging.getLogger("easytensor.workers")
+
+Key = tuple[str, int]
+_DRAIN_ABOVE = 1 << 20
+ExitReason = Literal["stopped", "crash", "timeout", "memory", "load_error"]
+
+
+class WorkerError(Exception):
+    pass
+
+
+class WorkerLoadError(WorkerError):
+    def __init__(self, error: dict[str, Any]) -> None:
+        super().__init__(str(error.get("message", "the model failed to load")))
+        self.error = error
+
+
+class WorkerCrashed(WorkerError):
+    def __init__(self, returncode: int | None) -> None:
+        self.returncode = returncode
+        if returncode is not None and returncode < 0:
+            name = signal.Signals(-returncode).name if -returncode in signal.valid_signals() else ""
+            how = f"was killed by signal {-returncode} {name}".rstrip()
+        else:
+            how = f"exited with code {returncode}"
+        super().__init__(f"the model's worker process {how}")
+
+    def detail(self) -> dict[str, Any]:
+        rc = self.returncode
+        return {
+            "exit_code": rc if rc is not None and rc >= 0 else None,
+            "signal": -rc if rc is not None and rc < 0 else None,
+        }
+
+
+class WorkerTimeout(WorkerError):
+    pass
+
+
+class WorkerRestarted(WorkerError):
+    """The worker went away while this request waited behind another one."""
+
+
+class WorkerBusy(WorkerError):
+    pass
+
+
+class WorkerInputError(WorkerError):
+    """Input the frame format cannot carry (nested too deep, for one)."""
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    model_id: str
+    version: int
+    files: dict[str, Path]
+    manifest_json: bytes
+
+    @property
+    def key(self) -> Key:
+        return (self.model_id, self.version)
+
+    @property
+    def label(self) -> str:
+        return f"{self.model_id} v{self.version}" if self.version else f"{self.model_id} (check)"
+
+
+def fill_dir(directory: Path, spec: WorkerSpec) -> None:
+    """Hard links (copies across devices) of the version's files, and its manifest."""
+    for name, source in spec.files.items():
+        target = directory / name
+        try:
+            os.link(source, target)
+        except OSError:
+            shutil.copyfile(source, target)
+    (directory / MANIFEST_NAME).write_bytes(spec.manifest_json)
+
+
+_DIR_PREFIX = "easytensor-worker-"
+
+
+def prepare_dir(spec: WorkerSpec | None) -> Path:
+    """A private folder outside the store for one worker, filled now or when assigned.
+
+    Its name carries the server's pid, so ``sweep_stale_dirs`` can tell the folders of a
+    server that was killed from those of one still running.
+    """
+    directory = Path(tempfile.mkdtemp(prefix=f"{_DIR_PREFIX}{os.getpid()}-"))
+    if spec is not None:
+        try:
+            fill_dir(directory, spec)
+        except BaseException:
+            shutil.rmtree(directory, ignore_errors=True)
+            raise
+    return directory
+
+
+def sweep_stale_dirs() -> None:
+    """Remove worker folders left behind by servers that no longer run (kill -9)."""
+    for path in Path(tempfile.gettempdir()).glob(f"{_DIR_PREFIX}*-*"):
+        pid_text = path.name[len(_DIR_PREFIX) :].split("-", 1)[0]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid():
+            continue
+        try:
+            if path.stat().st_uid != os.getuid():
+                continue
+            os.kill(int(pid_text), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except OSError:
+            continue
+
+
+def worker_env(threads: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EASYTENSOR_")}
+    package_root = str(Path(easytensor_jupyter.__file__).resolve().parent.parent)
+    paths = [package_root, *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    env["PYTHONUNBUFFERED"] = "1"
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        env.setdefault(var, str(threads))
+    return env
+
+
+class Worker:
+    """One worker process and the futures of the requests it is working on."""
+
+    def __init__(
+        self,
+        spec: WorkerSpec,
+        *,
+        device: str,
+        threads: int,
+        max_pending: int,
+        on_exit: Callable[[Worker, ExitReason], None],
+    ) -> None:
+        self.spec = spec
+        self.device = device
+        self.threads = threads
+        self.max_pending = max_pending
+        self.on_exit = on_exit
+        self.state: Literal["starting", "standby", "loading", "ready", "stopping", "dead"] = (
+            "starting"
+        )
+        self.can_batch = False
+        self.last_used = time.monotonic()
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future[list[Any]]] = {}
+        self._ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._dead = asyncio.Event()
+        self._kill_reason: ExitReason | None = None
+        self._write_lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.proc: asyncio.subprocess.Process | None = None
+        self.dir: Path | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    @property
+    def inflight(self) -> int:
+        return len(self._pending)
+
+    async def start(self, standby: bool = False) -> None:
+        """Spawn the process; a standby one imports torch and waits for ``assign``."""
+        self.dir = await asyncio.to_thread(prepare_dir, None if standby else self.spec)
+        parent, child = socket.socketpair()
+        command = [
+            sys.executable,
+            "-m",
+            "easytensor_jupyter.inference.worker_main",
+            "--fd",
+            str(child.fileno()),
+            "--dir",
+            str(self.dir),
+            "--device",
+            self.device,
+            "--threads",
+            str(self.threads),
+            "--parent-pid",
+            str(os.getpid()),
+        ]
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                *command,
+                *(["--standby"] if standby else []),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                pass_fds=(child.fileno(),),
+                env=worker_env(self.threads),
+                cwd=str(self.dir),
+                start_new_session=True,
+            )
+        except BaseException:
+            parent.close()
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise
+        finally:
+            child.close()
+        self.state = "standby" if standby else "loading"
+        reader, self._writer = await asyncio.open_connection(sock=parent)
+        assert self.proc.stdout is not None and self.proc.stderr is not None
+        self._tasks = [
+            asyncio.create_task(self._read_loop(reader)),
+            asyncio.create_task(self._pump(self.proc.stdout)),
+            asyncio.create_task(self._pump(self.proc.stderr)),
+        ]
+
+    async def assign(self, spec: WorkerSpec) -> None:
+        """Give a standby worker its model: fill its folder, then tell it to load."""
+        if self.state != "standby" or self.dir is None or self._writer is None:
+            raise WorkerRestarted("the standby worker is gone")
+        self.spec = spec
+        await asyncio.to_thread(fill_dir, self.dir, spec)
+        self.state = "loading"
+        self._writer.write(encode_frame({"t": "load"}))
+        await self._writer.drain()
+
+    async def wait_ready(self, timeout: float) -> None:
+        try:
+            await asyncio.wait_for(asyncio.shield(self._ready), timeout)
+        except TimeoutError:
+            self.kill("timeout")
+            raise WorkerTimeout(f"the model did not load within {timeout:g} s") from None
+
+    async def _read_loop(self, reader: asyncio.StreamReader) -> None:
+        try:
+            while True:
+                message = await read_frame(reader)
+                kind = message["t"]
+                if kind == "results":
+                    for result in message.get("results", []):
+                        future = self._pending.get(result.get("id"))
+                        if future is not None and not future.done():
+                            future.set_result(list(result.get("outcomes", [])))
+                elif kind == "ready" and self.state == "loading":
+                    self.state = "ready"
+                    self.can_batch = bool(message.get("batch"))
+                    if not self._ready.done():
+                        self._ready.set_result(None)
+                elif kind == "load_error" and not self._ready.done():
+                    self._kill_reason = "load_error"
+                    self._ready.set_exception(WorkerLoadError(dict(message.get("error") or {})))
+        except (asyncio.IncompleteReadError, ConnectionError, FrameError, OSError):
+            pass
+        await self._on_dead()
+
+    async def _on_dead(self) -> None:
+        assert self.proc is not None
+        self.state = "dead"
+        try:
+            returncode = await asyncio.wait_for(self.proc.wait(), 2.0)
+        except TimeoutError:
+            self._killpg()
+            returncode = await self.proc.wait()
+        self._killpg()
+        reason: ExitReason = self._kill_reason or (
+            "memory" if returncode == -signal.SIGKILL else "crash"
+        )
+        error: WorkerError
+        if reason in ("crash", "memory"):
+            error = WorkerCrashed(returncode)
+            log.warning("%s: %s", self.spec.label, error)
+        elif reason == "timeout":
+            error = WorkerRestarted("the worker was stopped because a request on it timed out")
+        else:
+            error = WorkerRestarted("the worker was stopped")
+        if not self._ready.done():
+            self._ready.set_exception(error)
+            self._ready.exception()
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(error)
+        if self._writer is not None:
+            self._writer.close()
+        if self.dir is not None:
+            shutil.rmtree(self.dir, ignore_errors=True)
+        self._dead.set()
+        self.on_exit(self, reason)
+
+    async def _pump(self, stream: asyncio.StreamReader) -> None:
+        out = sys.stderr.buffer
+        rest = b""
+        while chunk := await stream.read(65536):
+            *lines, rest = (rest + chunk).split(b"\n")
+            if len(rest) > 65536:
+                lines.append(rest)
+                rest = b""
+            if lines:
+                prefix = f"[{self.spec.label}] ".encode()
+                out.write(b"".join(prefix + line + b"\n" for line in lines))
+                out.flush()
+        if rest:
+            out.write(f"[{self.spec.label}] ".encode() + rest + b"\n")
+            out.flush()
+
+    async def predict(self, instances: list[Any], timeout: float) -> list[Any]:
+        """Outcomes ``[ok, value]`` per instance; raises a WorkerError subclass on failure."""
+        if self.state != "ready" or self._writer is None:
+            raise WorkerRestarted("the worker is not running")
+        if len(self._pending) >= self.max_pending:
+            raise WorkerBusy(f"{len(self._pending)} requests are already waiting for this model")
+        request_id = next(self._ids)
+        try:
+            frame = encode_frame(
+                {"t": "predict", "requests": [{"id": request_id, "instances": instances}]}
+            )
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise WorkerInputError(f"the input cannot be passed to the model: {exc}") from None
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[Any]] = loop.create_future()
+        self._pending[request_id] = future
+        self.last_used = time.monotonic()
+        timer = loop.call_later(timeout, self._expire, future, timeout)
+        try:
+            self._writer.write(frame)
+            transport = self._writer.transport
+            if transport.get_write_buffer_size() > _DRAIN_ABOVE:
+                await self._drain()
+            return await future
+        finally:
+            timer.cancel()
+            self._pending.pop(request_id, None)
+            self.last_used = time.monotonic()
+
+    async def _drain(self) -> None:
+        """Wait for a large frame to leave; one waiter at a time, as asyncio prefers."""
+        assert self._writer is not None
+        async with self._write_lock:
+            with contextlib.suppress(ConnectionError, OSError):
+                await self._writer.drain()
+
+    def _expire(self, future: asyncio.Future[list[Any]], timeout: float) -> None:
+        if not future.done():
+            future.set_exception(WorkerTimeout(f"the prediction took longer than {timeout:g} s"))
+            self.kill("timeout")
+
+    def _killpg(self) -> None:
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+
+    def kill(self, reason: ExitReason) -> None:
+        if self.state == "dead":
+            return
+        self.state = "stopping"
+        self._kill_reason = self._kill_reason or reason
+        self._killpg()
+
+    async def stop(self, grace: float = 1.0) -> None:
+        """Close the socket (the worker exits at end of file), then kill whatever is left."""
+        if self.proc is None:
+            return
+        if self.state != "dead":
+            self.state = "stopping"
+        self._kill_reason = self._kill_reason or "stopped"
+        if self._writer is not None:
+            self._writer.close()
+        try:
+            await asyncio.wait_for(self._dead.wait(), grace)
+        except TimeoutError:
+            self._killpg()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._dead.wait(), 5.0)
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(task, 1.0)

@@ -1,0 +1,79 @@
+"""Shared fixtures.
+
+``server`` is one real ``easytensor serve`` process for the whole session (a short predict
+timeout and a small body limit, so the error paths are quick to reach); ``spawn_server`` starts
+more when a test needs its own home, options, or to kill the server. Every server is stopped,
+workers included, when its fixture ends. Helpers live in ``bundles.py`` and ``servers.py``.
+"""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from bundles import Bundle, make_bundle
+from servers import RunningServer, start_server
+
+SESSION_SERVER_ARGS = ("--predict-timeout", "3", "--max-body-mb", "4")
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    running = start_server(tmp_path_factory.mktemp("home"), *SESSION_SERVER_ARGS)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture
+def spawn_server(tmp_path: Path) -> Iterator[Callable[..., RunningServer]]:
+    """Start extra servers (own home by default); all are stopped after the test."""
+    started: list[RunningServer] = []
+
+    def spawn(*args: str, home: Path | None = None, **kwargs: Any) -> RunningServer:
+        running = start_server(home or tmp_path / f"home{len(started)}", *args, **kwargs)
+        started.append(running)
+        return running
+
+    try:
+        yield spawn
+    finally:
+        for running in started:
+            running.stop()
+
+
+@pytest.fixture
+def unique_name() -> str:
+    return f"test model {uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def bundle_factory(tmp_path: Path) -> Callable[..., Bundle]:
+    """``bundle_factory(name=..., **make_bundle_options)`` writes a fresh bundle folder."""
+    count = 0
+
+    def build(**kwargs: Any) -> Bundle:
+        nonlocal count
+        count += 1
+        return make_bundle(tmp_path / f"bundle{count}", **kwargs)
+
+    return build
+
+
+@pytest.fixture
+def tiny_model(
+    server: RunningServer, bundle_factory: Callable[..., Bundle], unique_name: str
+) -> dict[str, Any]:
+    """A freshly uploaded Tiny model on the session server: its upload answer."""
+    response = server.upload(bundle_factory(name=unique_name))
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body

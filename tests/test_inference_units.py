@@ -1,0 +1,175 @@
+"""Server parts in process: frames, the store, the body bridge, error mapping."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+from bundles import Bundle
+
+from easytensor_jupyter.bundle import read_bundle_stream
+from easytensor_jupyter.inference.blobs import PinningSink
+from easytensor_jupyter.inference.protocol import (
+    FrameError,
+    decode_body,
+    encode_frame,
+    recv_frame,
+    send_frame,
+)
+from easytensor_jupyter.inference.routes_predict import _worker_error
+from easytensor_jupyter.inference.store import ConflictError, NotFoundError, Store, content_key
+from easytensor_jupyter.inference.upload import BodyBridge
+from easytensor_jupyter.inference.workers import (
+    WorkerBusy,
+    WorkerCrashed,
+    WorkerRestarted,
+    WorkerTimeout,
+)
+
+
+def test_frames_round_trip_over_a_socketpair() -> None:
+    left, right = socket.socketpair()
+    message = {"t": "predict", "requests": [{"id": 1, "instances": [b"\x00\xff", "é", 1.5, None]}]}
+    send_frame(left, message)
+    assert recv_frame(right) == message
+    left.close()
+    assert recv_frame(right) is None
+    right.close()
+    assert decode_body(encode_frame({"t": "x", 1: 2})[4:]) == {"t": "x", 1: 2}
+    with pytest.raises(FrameError):
+        decode_body(b"\xc1")
+    with pytest.raises(FrameError):
+        decode_body(encode_frame({"no_type": 1})[4:])
+
+
+def test_worker_errors_map_to_statuses() -> None:
+    busy = _worker_error(WorkerBusy("full"))
+    assert (busy.status, busy.code, busy.headers) == (503, "overloaded", {"Retry-After": "1"})
+    assert _worker_error(WorkerRestarted("gone")).status == 503
+    assert _worker_error(WorkerTimeout("slow")).status == 504
+    crashed = _worker_error(WorkerCrashed(-11))
+    assert crashed.status == 502 and crashed.detail == {"exit_code": None, "signal": 11}
+    assert "SIGSEGV" in crashed.message
+
+
+def _ingest(store: Store, bundle: Bundle) -> PinningSink:
+    sink = PinningSink(store.blobs)
+    read_bundle_stream(_Reader(bundle.tar_bytes()), sink)
+    return sink
+
+
+class _Reader:
+    def __init__(self, data: bytes) -> None:
+        self.data = memoryview(data)
+
+    def read(self, size: int = -1) -> bytes:
+        size = len(self.data) if size < 0 else size
+        out, self.data = bytes(self.data[:size]), self.data[size:]
+        return out
+
+
+def test_store_versions_and_garbage_collection(
+    tmp_path: Path, bundle_factory: Callable[..., Bundle]
+) -> None:
+    store = Store(tmp_path / "store")
+    store.open()
+    first = bundle_factory(name="Net", init_kwargs={"tag": "a"})
+    second = bundle_factory(name="Net", init_kwargs={"tag": "b"}, seed=1)
+    sinks = [_ingest(store, first), _ingest(store, second)]
+    created = store.create_version(first.manifest)
+    assert created.model_id.startswith("net-") and created.version == 1
+    assert store.find_unchanged(first.manifest) == created.__class__(
+        created.model_id, "Net", 1, unchanged=True
+    )
+    assert store.create_version(second.manifest).version == 2
+    assert store.create_version(second.manifest).unchanged
+    assert store.create_version(second.manifest, force=True).version == 3
+    for sink in sinks:
+        sink.release()
+    assert content_key(first.manifest) != content_key(second.manifest)
+
+    model = store.get_model(created.model_id)
+    assert [v.version for v in model.versions] == [1, 2, 3] and model.default_version == 3
+    with pytest.raises(ConflictError):
+        store.delete_version(created.model_id, 3)
+    store.set_default(created.model_id, 1)
+    assert store.delete_version(created.model_id, 2) == "version"
+    assert store.delete_version(created.model_id, 3) == "version"
+    weights_b = second.manifest.files["weights.safetensors"].sha256
+    assert not store.blobs.has(weights_b), "a blob no version uses is removed"
+    assert store.resolve_version(created.model_id, None).version == 1
+    with pytest.raises(NotFoundError):
+        store.resolve_version(created.model_id, 2)
+    assert store.delete_version(created.model_id, 1) == "model"
+    with pytest.raises(NotFoundError):
+        store.get_model(created.model_id)
+    assert store.blobs.all_hashes() == set()
+
+
+def test_pinned_blobs_survive_collection(
+    tmp_path: Path, bundle_factory: Callable[..., Bundle]
+) -> None:
+    store = Store(tmp_path / "store")
+    store.open()
+    bundle = bundle_factory(name="pinned")
+    sink = _ingest(store, bundle)
+    hashes = {e.sha256 for e in bundle.manifest.files.values()}
+    assert store.collect(hashes) == []
+    sink.release()
+    assert sorted(store.collect(hashes)) == sorted(hashes)
+
+
+def test_concurrent_create_version_threads(
+    tmp_path: Path, bundle_factory: Callable[..., Bundle]
+) -> None:
+    store = Store(tmp_path / "store")
+    store.open()
+    bundles = [bundle_factory(name="race", init_kwargs={"tag": str(i)}) for i in range(6)]
+    for bundle in bundles:
+        _ingest(store, bundle)
+    versions: list[int] = []
+    threads = [
+        threading.Thread(
+            target=lambda b=b: versions.append(store.create_version(b.manifest).version)
+        )
+        for b in bundles
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(versions) == [1, 2, 3, 4, 5, 6]
+
+
+def test_body_bridge_applies_backpressure() -> None:
+    async def scenario() -> tuple[bytes, int]:
+        bridge = BodyBridge(asyncio.get_running_loop(), high_water=1000)
+        pumped = 0
+
+        async def body() -> AsyncIterator[bytes]:
+            nonlocal pumped
+            for i in range(50):
+                pumped += 100
+                yield bytes([i]) * 100
+
+        pump = asyncio.create_task(bridge.pump(body()))
+        await asyncio.sleep(0.05)
+        held = pumped
+        data = await asyncio.to_thread(_read_all, bridge)
+        await pump
+        return data, held
+
+    data, held = asyncio.run(scenario())
+    assert data == b"".join(bytes([i]) * 100 for i in range(50))
+    assert held <= 1200, "the pump must wait while the reader is behind"
+
+
+def _read_all(bridge: BodyBridge) -> bytes:
+    parts = []
+    while chunk := bridge.read(333):
+        parts.append(chunk)
+    return b"".join(parts)
