@@ -78,7 +78,7 @@ def _record_classes_as_defined(recorder: Any) -> Iterator[None]:
     module_cls = torch.nn.Module
     previous = module_cls.__dict__.get("__init_subclass__")
 
-    def hook(cls: type, **kwargs: Any) -> None:
+    def hook(cls: type[torch.nn.Module], /, **kwargs: Any) -> None:
         super(module_cls, cls).__init_subclass__(**kwargs)
         recorder.scan({cls.__name__: cls})
 
