@@ -117,12 +117,14 @@ def jupyter_lab(
     state_dir: Path | None = None,
     extra_args: Iterable[str] = (),
     start_timeout: float = 90.0,
+    python: str | Path | None = None,
 ) -> Iterator[JupyterLab]:
     """Start ``jupyter lab`` on a free loopback port serving ``root``; stop it on exit.
 
     Config, runtime, workspace, user-settings and EasyTensor home folders live in ``state_dir``
     (default: next to ``root``) so the developer's own ~/.jupyter and ~/.easytensor never leak
     into a test; ``env`` overrides them (e.g. ``EASYTENSOR_URL`` of a test server).
+    ``python`` runs the lab from another environment (default: this test's interpreter).
     """
     state = state_dir or root.parent / f"{root.name}-jupyter-state"
     for sub in ("config", "runtime", "workspaces", "settings", "data"):
@@ -144,7 +146,7 @@ def jupyter_lab(
     )
     full_env.update(env or {})
     command = [
-        sys.executable,
+        str(python or sys.executable),
         "-m",
         "jupyterlab",
         "--no-browser",

@@ -89,7 +89,11 @@ def to_jsonable(value: Any, path: str = "output") -> Any:
 
 
 def _traceback_tail(exc: BaseException) -> str:
-    lines = traceback.format_exception(exc)
+    """The last lines of the model's own traceback, without this module's frames."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    lines = traceback.format_exception(type(exc), exc, tb)
     text = "".join(lines).rstrip().splitlines()
     return "\n".join(text[-TRACEBACK_TAIL_LINES:])
 

@@ -100,6 +100,11 @@ export function describeDetail(error: unknown): string | null {
   if (typeof detail === 'string') {
     return detail;
   }
+  // A model's traceback reads as text, not as an escaped JSON string.
+  const traceback = (detail as { traceback?: unknown }).traceback;
+  if (typeof traceback === 'string' && traceback) {
+    return traceback;
+  }
   try {
     return JSON.stringify(detail, null, 2);
   } catch {

@@ -91,4 +91,18 @@ describe('describeError', () => {
     const error = new EasyTensorError('m', 422, '', 'bad_input', 'line 1');
     expect(describeDetail(error)).toBe('line 1');
   });
+
+  it('shows a model traceback as plain lines, not escaped JSON', () => {
+    const detail = {
+      exception: 'KeyError',
+      traceback:
+        'Traceback (most recent call last):\n  File "model.py"\nKeyError: \'x\'',
+      index: 0
+    };
+    const error = new EasyTensorError('m', 422, '', 'model_error', detail);
+    const text = describeDetail(error) ?? '';
+    expect(text.split('\n')).toHaveLength(3);
+    expect(text).not.toContain('\\n');
+    expect(text).toContain("KeyError: 'x'");
+  });
 });

@@ -1,0 +1,127 @@
+"""The HTTP client against a real server: configuration order, errors, retries, every v1 route."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import RunningServer
+
+from easytensor_jupyter import config
+from easytensor_jupyter.client import Client, EasyTensorError
+
+
+def test_explicit_beats_environment_beats_files(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("EASYTENSOR_HOME", str(tmp_path))
+    (tmp_path / "admin_key").write_text("from-file\n")
+    monkeypatch.delenv("EASYTENSOR_URL", raising=False)
+    monkeypatch.delenv("EASYTENSOR_API_KEY", raising=False)
+    assert config.resolve_api_key() == "from-file"
+    monkeypatch.setenv("EASYTENSOR_API_KEY", "from-env")
+    monkeypatch.setenv("EASYTENSOR_URL", "http://env:1/")
+    assert config.resolve_api_key() == "from-env"
+    assert config.resolve_url() == "http://env:1"
+    client = Client("http://explicit:2", "explicit-key")
+    assert (client.url, client.api_key) == ("http://explicit:2", "explicit-key")
+
+
+def test_no_server_configured_says_what_to_do(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("EASYTENSOR_HOME", str(tmp_path))
+    monkeypatch.delenv("EASYTENSOR_URL", raising=False)
+    with pytest.raises(
+        EasyTensorError, match="No EasyTensor server is configured: set EASYTENSOR_URL"
+    ):
+        Client()
+
+
+def test_unreachable_server_retries_then_explains() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    client = Client(f"http://127.0.0.1:{port}", "k", retries=2, backoff=0.05)
+    started = time.monotonic()
+    with pytest.raises(EasyTensorError, match="Cannot reach the EasyTensor server") as err:
+        client.list_models()
+    assert err.value.status == 0
+    assert time.monotonic() - started >= 0.05 + 0.1  # two backoffs before giving up
+
+
+class _FlakyHandler(BaseHTTPRequestHandler):
+    """Answers 503 with Retry-After twice, then 200: a fault the real server can't be made to show on cue."""
+
+    calls: list[str] = []
+
+    def do_GET(self) -> None:
+        type(self).calls.append(self.path)
+        if len(type(self).calls) <= 2:
+            self.send_response(503)
+            self.send_header("Retry-After", "0")
+            body = b'{"error": {"code": "overloaded", "message": "busy", "detail": null}}'
+        else:
+            self.send_response(200)
+            body = b'{"models": []}'
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_503_is_retried_honouring_retry_after() -> None:
+    _FlakyHandler.calls = []
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _FlakyHandler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        client = Client(f"http://127.0.0.1:{httpd.server_address[1]}", "k", retries=3, backoff=0.01)
+        assert client.list_models() == []
+        assert len(_FlakyHandler.calls) == 3
+        _FlakyHandler.calls = []
+        with pytest.raises(EasyTensorError, match="busy") as err:
+            Client(client.url, "k", retries=1, backoff=0.01).list_models()
+        assert (err.value.status, err.value.code) == (503, "overloaded")
+    finally:
+        httpd.shutdown()
+
+
+def test_server_errors_carry_code_and_message(server: RunningServer) -> None:
+    client = Client(server.url, server.admin_key)
+    with pytest.raises(EasyTensorError) as err:
+        client.get_model("no-such-model")
+    assert (err.value.status, err.value.code) == (404, "not_found")
+    with pytest.raises(EasyTensorError) as bad_key:
+        Client(server.url, "wrong").list_models()
+    assert bad_key.value.status == 401
+
+
+def test_every_route(server: RunningServer, tiny_model: dict[str, Any]) -> None:
+    client = Client(server.url, server.admin_key)
+    model_id = tiny_model["id"]
+    assert client.health()["status"] == "ok"
+    assert client.find_model(tiny_model["name"])["id"] == model_id
+    assert [v["version"] for v in client.versions(model_id)] == [1]
+    token = client.create_token(model_id)
+    assert any(t["id"] == token["id"] for t in client.list_tokens(model_id))
+    by_token = client.predict(model_id, [[1.0, 2.0, 3.0, 4.0]], token=token["token"])
+    by_admin = client.predict(model_id, [[1.0, 2.0, 3.0, 4.0]])
+    assert by_token.predictions == by_admin.predictions and by_token.version == 1
+    assert by_token.latency_ms > 0
+    client.revoke_token(model_id, token["id"])
+    with pytest.raises(EasyTensorError) as revoked:
+        client.predict(model_id, [[1.0, 2.0, 3.0, 4.0]], token=token["token"])
+    assert revoked.value.status == 401
+    assert client.set_default(model_id, 1)["default_version"] == 1
+    client.delete_model(model_id)
+    with pytest.raises(EasyTensorError):
+        client.get_model(model_id)
