@@ -77,3 +77,32 @@ def tiny_model(
     assert response.status_code == 201, response.text
     body: dict[str, Any] = response.json()
     return body
+
+
+@pytest.fixture
+def seed_api(server: RunningServer) -> Iterator[RunningServer]:
+    """The session server, with the seed API (``easytensor.*``) pointed at it for the test."""
+    import easytensor
+
+    easytensor.set_base_url(server.url)
+    easytensor.set_api_key(server.admin_key)
+    try:
+        yield server
+    finally:
+        easytensor.set_base_url(None)
+        easytensor.set_api_key(None)
+
+
+QUICKSTART = Path(__file__).parents[1] / "examples" / "quickstart"
+
+
+@pytest.fixture(scope="session")
+def news_model() -> Any:
+    """The quickstart news classifier, trained once per session (seeded, so reproducible)."""
+    sys.path.insert(0, str(QUICKSTART))
+    try:
+        from train import train
+
+        return train()
+    finally:
+        sys.path.remove(str(QUICKSTART))

@@ -39,17 +39,6 @@ def run_cli(
     return proc
 
 
-@pytest.fixture(scope="module")
-def news_model() -> Any:
-    sys.path.insert(0, str(QUICKSTART))
-    try:
-        from train import train
-
-        return train()
-    finally:
-        sys.path.remove(str(QUICKSTART))
-
-
 @pytest.fixture
 def deployed(
     server: RunningServer, news_model: Any, tmp_path: Path, unique_name: str

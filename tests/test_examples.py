@@ -31,6 +31,8 @@ import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
+from easytensor_jupyter import config
+
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "examples" / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 
@@ -80,20 +82,6 @@ class NotebookRun:
             if isinstance(value, dict) and {"served", "live"} <= value.keys():
                 found.append(value)
         return found
-
-
-def _alive(pid: int) -> bool:
-    """True while ``pid`` runs; a zombie (exited, not yet reaped) counts as gone."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    with contextlib.suppress(OSError, IndexError):
-        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-    return True
 
 
 def _children(pid: int) -> list[int]:
@@ -166,9 +154,9 @@ def _leftovers(run: NotebookRun) -> list[int]:
         pids.append(run.embedded_pid)
     pids += [int(pid) for pid in TEAM_SERVER.findall(run.stream_text())]
     deadline = time.monotonic() + SERVER_EXIT_S
-    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+    while any(config.pid_alive(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
-    left = [pid for pid in pids if _alive(pid)]
+    left = [pid for pid in pids if config.pid_alive(pid)]
     for pid in left:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)

@@ -8,7 +8,6 @@ import shutil
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,28 +26,6 @@ HEADLINES = [
     "Astronomers find a new planet with a space telescope",
     "Protesters gather as parliament debates the election law",
 ]
-
-
-@pytest.fixture
-def seed_api(server: RunningServer) -> Iterator[RunningServer]:
-    easytensor.set_base_url(server.url)
-    easytensor.set_api_key(server.admin_key)
-    try:
-        yield server
-    finally:
-        easytensor.set_base_url(None)
-        easytensor.set_api_key(None)
-
-
-@pytest.fixture(scope="module")
-def news_model() -> Any:
-    sys.path.insert(0, str(QUICKSTART))
-    try:
-        from train import train
-
-        return train()
-    finally:
-        sys.path.remove(str(QUICKSTART))
 
 
 def model_names(server: RunningServer) -> set[str]:

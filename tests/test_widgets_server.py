@@ -105,20 +105,8 @@ def _load_class(path: Path, name: str) -> Any:
 
 
 @pytest.fixture
-def seed(server: Any) -> Iterator[Any]:
-    """The session's real server, with the seed API pointed at it for the test's uploads."""
-    easytensor.set_base_url(server.url)
-    easytensor.set_api_key(server.admin_key)
-    try:
-        yield server
-    finally:
-        easytensor.set_base_url(None)
-        easytensor.set_api_key(None)
-
-
-@pytest.fixture
-def client(seed: Any) -> Iterator[Client]:
-    client = Client(seed.url, seed.admin_key)
+def client(seed_api: Any) -> Iterator[Client]:
+    client = Client(seed_api.url, seed_api.admin_key)
     try:
         yield client
     finally:
@@ -303,7 +291,7 @@ def test_bytes_model_uses_the_file_input(tmp_path: Path, client: Client) -> None
     assert json.loads(_pre_text(panel.answer.value)) == sizer.model.predict_single(data)
 
 
-def test_query_token_is_used_and_shown(tmp_path: Path, client: Client, seed: Any) -> None:
+def test_query_token_is_used_and_shown(tmp_path: Path, client: Client, seed_api: Any) -> None:
     echo = _upload(tmp_path, "Tokened", ECHO_SOURCE, "Echo", "hello")
     token = client.create_token(echo.id)["token"]
     panel = QueryPanel(echo.id, client=client, token=token)
@@ -311,7 +299,7 @@ def test_query_token_is_used_and_shown(tmp_path: Path, client: Client, seed: Any
     _predict(panel)
     assert json.loads(_pre_text(panel.answer.value)) == echo.model.predict_single("hello")
 
-    query_only = Client(seed.url, "et_admin_wrong")
+    query_only = Client(seed_api.url, "et_admin_wrong")
     try:
         limited = QueryPanel(echo.id, client=query_only, token=token)
         assert "cannot read the model's details" in unescape(limited.error.value)
