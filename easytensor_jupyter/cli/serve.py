@@ -65,6 +65,13 @@ def add_parser(sub: Any) -> None:
         help="models kept loaded at once; the least recently used idle one is unloaded (default 8)",
     )
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="worker processes per loaded model version; requests go to the least busy (default 1)",
+    )
+    parser.add_argument(
         "--no-standby",
         action="store_true",
         help="do not keep a spare worker with torch imported (saves memory, slower loads)",
@@ -85,6 +92,42 @@ def add_parser(sub: Any) -> None:
         help="allow browser calls from this origin (repeatable; default: none)",
     )
     parser.add_argument("--device", default="cpu", help="torch device for workers (default cpu)")
+    group = parser.add_argument_group("worker sandbox (model code is untrusted)")
+    group.add_argument(
+        "--worker-user",
+        default="nobody",
+        metavar="USER",
+        help="when run as root, run workers as this user (default nobody; 'root' keeps root)",
+    )
+    group.add_argument(
+        "--worker-network",
+        action="store_true",
+        help="let model code open network connections (default: no network in workers)",
+    )
+    group.add_argument(
+        "--worker-memory-mb",
+        type=_positive,
+        metavar="N",
+        help="replace a worker whose resident memory passes N MB (default: no limit)",
+    )
+    group.add_argument(
+        "--worker-cpu-seconds",
+        type=int,
+        metavar="S",
+        help="CPU seconds a worker may use in its life (RLIMIT_CPU; default: no limit)",
+    )
+    group.add_argument(
+        "--worker-max-files",
+        type=int,
+        default=1024,
+        metavar="N",
+        help="open files per worker (RLIMIT_NOFILE; default 1024)",
+    )
+    group.add_argument(
+        "--no-worker-sandbox",
+        action="store_true",
+        help="run workers without namespaces or another uid (rlimits too are skipped)",
+    )
     parser.add_argument(
         "--log-level",
         default="info",
@@ -111,6 +154,13 @@ def _run(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         device=args.device,
         max_workers=max(1, args.max_workers),
+        workers_per_model=max(1, args.workers),
         standby=not args.no_standby,
+        sandbox=not args.no_worker_sandbox,
+        worker_user=args.worker_user,
+        worker_network=args.worker_network,
+        worker_memory_mb=args.worker_memory_mb,
+        worker_cpu_seconds=args.worker_cpu_seconds,
+        worker_max_files=max(16, args.worker_max_files),
     )
     return run(options)

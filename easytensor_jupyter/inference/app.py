@@ -11,9 +11,11 @@ from fastapi import FastAPI, Request
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 
+from easytensor_jupyter import config
 from easytensor_jupyter._version import __version__
 from easytensor_jupyter.inference import routes_models, routes_predict, routes_system, routes_tokens
 from easytensor_jupyter.inference.auth import Authenticator
+from easytensor_jupyter.inference.blobs import StoreFull
 from easytensor_jupyter.inference.errors import (
     OrjsonResponse,
     error_response,
@@ -21,9 +23,11 @@ from easytensor_jupyter.inference.errors import (
 )
 from easytensor_jupyter.inference.metrics import Metrics, MetricsMiddleware
 from easytensor_jupyter.inference.pool import WorkerPool
+from easytensor_jupyter.inference.sandbox import SandboxPolicy, build_policy
 from easytensor_jupyter.inference.state import AppState, Settings
 from easytensor_jupyter.inference.store import ConflictError, NotFoundError, Store
 from easytensor_jupyter.inference.upload import BodyLimitMiddleware
+from easytensor_jupyter.inference.watchdog import MemoryWatchdog
 from easytensor_jupyter.inference.workers import sweep_stale_dirs
 
 __all__ = ["create_app"]
@@ -39,6 +43,10 @@ Admin routes need `Authorization: Bearer <admin key>`. Predictions take a model'
 
 async def _not_found(request: Request, exc: Exception) -> Response:
     return error_response(404, "not_found", str(exc))
+
+
+async def _store_full(request: Request, exc: Exception) -> Response:
+    return error_response(507, "store_full", str(exc))
 
 
 async def _conflict(request: Request, exc: Exception) -> Response:
@@ -58,6 +66,19 @@ async def _housekeeping(state: AppState) -> None:
             log.exception("housekeeping failed")
 
 
+def _sandbox(settings: Settings) -> SandboxPolicy | None:
+    if not settings.sandbox:
+        return None
+    return build_policy(
+        store=settings.store,
+        home=config.home(),
+        user=settings.worker_user,
+        network=settings.worker_network,
+        max_files=settings.worker_max_files,
+        cpu_seconds=settings.worker_cpu_seconds,
+    )
+
+
 def create_app(settings: Settings, store: Store, admin_key: str) -> FastAPI:
     """Build the app around an opened store; workers start on demand and stop with the app."""
     metrics = Metrics()
@@ -69,7 +90,14 @@ def create_app(settings: Settings, store: Store, admin_key: str) -> FastAPI:
         threads=settings.threads,
         metrics=metrics,
         max_workers=settings.max_workers,
+        workers_per_model=settings.workers_per_model,
         standby=settings.standby,
+        sandbox=_sandbox(settings),
+        watchdog=(
+            MemoryWatchdog(int(settings.worker_memory_mb * (1 << 20)))
+            if settings.worker_memory_mb
+            else None
+        ),
     )
     metrics.track_workers(pool.count)
     state = AppState(settings, store, pool, Authenticator(admin_key, store), metrics)
@@ -99,6 +127,7 @@ def create_app(settings: Settings, store: Store, admin_key: str) -> FastAPI:
     install_error_handlers(app)
     app.add_exception_handler(NotFoundError, _not_found)
     app.add_exception_handler(ConflictError, _conflict)
+    app.add_exception_handler(StoreFull, _store_full)
     for module in (routes_models, routes_tokens, routes_predict, routes_system):
         app.include_router(module.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

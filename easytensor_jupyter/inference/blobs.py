@@ -8,6 +8,7 @@ concurrent delete cannot collect a blob that a version is about to refer to.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import tempfile
@@ -16,9 +17,27 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-__all__ = ["BlobStore", "PinningSink", "is_sha256"]
+__all__ = ["BlobStore", "PinningSink", "StoreFull", "is_disk_full", "is_sha256"]
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+class StoreFull(Exception):
+    """The store's disk (or quota, or file size limit) ran out mid-write; nothing was kept."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(
+            f"the server's store is out of space ({why}): the upload was not saved and "
+            "nothing of it was kept; free some space on the server, then upload again"
+        )
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """ENOSPC, EDQUOT or EFBIG (RLIMIT_FSIZE): the disk refused, not the data."""
+    return isinstance(exc, OSError) and exc.errno in _FULL
 
 
 def is_sha256(value: object) -> bool:

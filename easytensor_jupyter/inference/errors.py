@@ -15,7 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
 __all__ = [
     "APIError",
@@ -45,8 +45,9 @@ _STATUS_CODES = {
 }
 
 
-class OrjsonResponse(Response):
-    media_type = "application/json"
+class OrjsonResponse(JSONResponse):
+    """JSONResponse rendered by orjson; a JSONResponse subclass so that FastAPI documents the
+    routes' response models (for any other class it writes ``{"type": "string"}``)."""
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
@@ -112,6 +113,7 @@ _DESCRIPTIONS = {
     502: "The model's worker crashed",
     503: "Overloaded or restarting; retry after the Retry-After seconds",
     504: "The prediction timed out",
+    507: "The server's store is out of space; nothing was saved",
 }
 
 

@@ -4,6 +4,10 @@ idle or when too many are up, replaced after a crash or a timeout, all stopped a
 Importing torch takes a worker a second or two, so once a model has been loaded the pool keeps
 one standby process that has done so already: the next load (an upload's check, a restart after
 a crash) only imports the model. The standby goes away with the last model worker.
+
+With ``workers_per_model`` above one, a version's first worker answers at once and its siblings
+start in the background after it; each request goes to the ready worker with the fewest
+requests in flight, so a slow or busy worker does not hold up the others.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from easytensor_jupyter.inference.metrics import Metrics
+from easytensor_jupyter.inference.sandbox import SandboxPolicy
+from easytensor_jupyter.inference.watchdog import MemoryWatchdog
 from easytensor_jupyter.inference.workers import (
     ExitReason,
     Key,
@@ -45,7 +51,12 @@ class WorkerPool:
         max_pending: int = 256,
         max_workers: int = 8,
         standby: bool = True,
+        workers_per_model: int = 1,
+        sandbox: SandboxPolicy | None = None,
+        watchdog: MemoryWatchdog | None = None,
     ) -> None:
+        self.sandbox = sandbox
+        self.watchdog = watchdog
         self.predict_timeout = predict_timeout
         self.load_timeout = load_timeout
         self.idle_unload = idle_unload
@@ -55,6 +66,10 @@ class WorkerPool:
         self.max_pending = max_pending
         self.max_workers = max_workers
         self.use_standby = standby
+        self.workers_per_model = max(1, workers_per_model)
+        self._siblings: dict[Key, list[Worker]] = {}
+        self._growing: dict[Key, asyncio.Task[None]] = {}
+        self._grow_after: dict[Key, float] = {}
         self._standby: Worker | None = None
         self._standby_task: asyncio.Task[None] | None = None
         self._workers: dict[Key, Worker] = {}
@@ -80,8 +95,16 @@ class WorkerPool:
         if self._standby is worker:
             self._standby = None
         key = worker.spec.key
+        siblings = self._siblings.get(key)
+        if siblings is not None and worker in siblings:
+            siblings.remove(worker)
         if self._workers.get(key) is worker:
             del self._workers[key]
+            # A sibling takes over, so a crash of the first worker costs no reload.
+            ready = [w for w in siblings or () if w.state == "ready"]
+            if ready:
+                self._workers[key] = ready[0]
+                siblings.remove(ready[0])  # type: ignore[union-attr]
         counted = reason in ("crash", "timeout", "memory") and key[1] > 0
         if counted and not self._closing:
             self.metrics.worker_restarts.labels(worker.spec.model_id, reason).inc()
@@ -93,6 +116,8 @@ class WorkerPool:
             threads=self.threads,
             max_pending=self.max_pending,
             on_exit=self._on_exit,
+            sandbox=self.sandbox,
+            watchdog=self.watchdog,
         )
         self._all.add(worker)
         return worker
@@ -166,14 +191,51 @@ class WorkerPool:
         """Keep a worker started for a load check as the worker of the version it became."""
         worker.spec = WorkerSpec(key[0], key[1], worker.spec.files, worker.spec.manifest_json)
         old = self._workers.get(key)
+        worker.last_used = time.monotonic()
         self._workers[key] = worker
         self._failed.pop(key, None)
         if old is not None and old is not worker:
             asyncio.get_running_loop().create_task(old.stop())
 
+    def _pick(self, first: Worker, key: Key) -> Worker:
+        """The ready worker with the fewest requests in flight; starts missing siblings."""
+        siblings = self._siblings.get(key)
+        if len(siblings or ()) + 1 < self.workers_per_model:
+            self._grow(key, first)
+        if not siblings or first.inflight == 0:
+            return first
+        best = first
+        for worker in siblings:
+            if worker.state == "ready" and worker.inflight < best.inflight:
+                best = worker
+        return best
+
+    def _grow(self, key: Key, first: Worker) -> None:
+        if self._closing or key in self._growing or time.monotonic() < self._grow_after.get(key, 0):
+            return
+        task = asyncio.get_running_loop().create_task(self._add_sibling(key, first.spec))
+        self._growing[key] = task
+
+    async def _add_sibling(self, key: Key, spec: WorkerSpec) -> None:
+        try:
+            worker = await self.launch(spec)
+        except WorkerLoadError as exc:
+            log.warning("%s: an extra worker did not start: %s", spec.label, exc)
+            self._grow_after[key] = time.monotonic() + 30.0
+            return
+        finally:
+            self._growing.pop(key, None)
+        if self._closing or self._workers.get(key) is None:
+            await worker.stop()
+            return
+        worker.last_used = time.monotonic()
+        self._siblings.setdefault(key, []).append(worker)
+
     async def get(self, key: Key, spec: Callable[[], WorkerSpec]) -> Worker:
         worker = self._workers.get(key)
         if worker is not None and worker.state == "ready":
+            if self.workers_per_model > 1:
+                return self._pick(worker, key)
             return worker
         task = self._starting.get(key)
         if task is None:
@@ -190,6 +252,9 @@ class WorkerPool:
         finally:
             self._starting.pop(key, None)
         self._failed.pop(key, None)
+        # Idle time counts from now: a load slower than --idle-unload must not make the new
+        # worker look idle (and get reaped) before the request that started it reaches it.
+        worker.last_used = time.monotonic()
         self._workers[key] = worker
         return worker
 
@@ -201,6 +266,10 @@ class WorkerPool:
 
     async def stop_where(self, match: Callable[[Key], bool]) -> None:
         workers = [w for k, w in self._workers.items() if match(k)]
+        for key in [k for k in self._siblings if match(k)]:
+            workers += self._siblings.pop(key)
+        for key in [k for k in self._growing if match(k)]:
+            self._growing.pop(key).cancel()
         for key in [k for k in self._failed if match(k)]:
             del self._failed[key]
         await asyncio.gather(*(w.stop() for w in workers), return_exceptions=True)
@@ -210,9 +279,12 @@ class WorkerPool:
 
     async def reap_idle(self) -> None:
         now = time.monotonic()
+        candidates = [*self._workers.values()]
+        for siblings in self._siblings.values():
+            candidates += siblings
         idle = [
             w
-            for w in self._workers.values()
+            for w in candidates
             if w.state == "ready" and w.inflight == 0 and now - w.last_used >= self.idle_unload
         ]
         for worker in idle:
@@ -225,12 +297,16 @@ class WorkerPool:
 
     async def close(self) -> None:
         self._closing = True
+        for growing in list(self._growing.values()):
+            growing.cancel()
         if self._standby_task is not None:
             with contextlib.suppress(BaseException):
                 await self._standby_task
         for task in list(self._starting.values()):
             task.cancel()
         await asyncio.gather(*(w.stop() for w in list(self._all)), return_exceptions=True)
+        if self.watchdog is not None:
+            await self.watchdog.close()
         for task in list(self._starting.values()):
             with contextlib.suppress(BaseException):
                 await task

@@ -8,7 +8,9 @@ Messages (``t`` is the type):
     worker -> server  {"t": "ready", "pid", "batch"} | {"t": "load_error", "error": {...}}
                       {"t": "results", "results": [{"id", "outcomes": [[ok, value], ...]}]}
     server -> worker  {"t": "predict", "requests": [{"id", "instances": [...]}]} | {"t": "shutdown"}
-A predict frame carries a list of requests so several can travel together.
+A predict frame carries a list of requests so several can travel together: under load the
+server packs every request that arrived in one event-loop turn into one frame (one write, one
+wake-up of the worker), and the worker answers several in one results frame.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ __all__ = [
     "FrameError",
     "decode_body",
     "encode_frame",
+    "encode_request",
+    "predict_frame",
     "read_frame",
     "recv_frame",
     "send_frame",
@@ -43,6 +47,32 @@ def encode_frame(message: dict[str, Any]) -> bytes:
     if len(body) >= MAX_FRAME_BYTES:
         raise FrameError(f"frame of {len(body)} bytes is over the {MAX_FRAME_BYTES} byte limit")
     return _HEADER.pack(len(body)) + body
+
+
+def encode_request(request_id: int, instances: list[Any]) -> bytes:
+    """One request of a predict frame, packed alone so that input it cannot carry fails only
+    that request; ``predict_frame`` joins packed requests without packing them again."""
+    packed: bytes = msgpack.packb({"id": request_id, "instances": instances}, use_bin_type=True)
+    return packed
+
+
+_PREDICT_HEAD: bytes = msgpack.packb({"t": "predict", "requests": None}, use_bin_type=True)[:-1]
+
+
+def _array_header(count: int) -> bytes:
+    if count < 16:
+        return bytes([0x90 | count])
+    if count < 1 << 16:
+        return b"\xdc" + count.to_bytes(2, "big")
+    return b"\xdd" + count.to_bytes(4, "big")
+
+
+def predict_frame(requests: list[bytes]) -> bytes:
+    """A predict frame holding requests packed by ``encode_request``."""
+    size = len(_PREDICT_HEAD) + len(_array_header(len(requests))) + sum(map(len, requests))
+    if size >= MAX_FRAME_BYTES:
+        raise FrameError(f"frame of {size} bytes is over the {MAX_FRAME_BYTES} byte limit")
+    return b"".join((_HEADER.pack(size), _PREDICT_HEAD, _array_header(len(requests)), *requests))
 
 
 def decode_body(body: bytes) -> dict[str, Any]:

@@ -119,7 +119,8 @@ async def _publish(state: AppState, manifest: Manifest, force: bool) -> CreateRe
     response_model=UploadOut,
     responses={
         200: {"model": UploadOut, "description": "Same content as the latest version"},
-        **error_responses(400, 401, 403, 413, 415, 422),
+        201: {"model": UploadOut, "description": "A new model or version was created"},
+        **error_responses(400, 401, 403, 413, 415, 422, 507),
     },
     openapi_extra=_TAR_BODY,
     summary="Upload a model bundle (a new model, or version N+1 of an existing name)",

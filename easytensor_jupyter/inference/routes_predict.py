@@ -7,6 +7,7 @@ the declared request and response models are there for the OpenAPI description.
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 import orjson
@@ -23,12 +24,13 @@ from easytensor_jupyter.inference.workers import (
     WorkerError,
     WorkerInputError,
     WorkerLoadError,
+    WorkerMemoryLimit,
     WorkerRestarted,
     WorkerTimeout,
 )
 from easytensor_jupyter.instances import InstanceError, decode_instance
 
-__all__ = ["router"]
+__all__ = ["parse_body", "predict_answer", "predict_response", "router"]
 
 router = APIRouter(tags=["predict"])
 
@@ -62,8 +64,12 @@ def _charset(content_type: str) -> str:
 async def parse_instances(request: Request) -> list[Any]:
     """JSON ``{"instances": [...]}``, or a raw body that is one text or bytes instance."""
     content_type = request.headers.get("content-type", "application/json")
+    return parse_body(content_type, await request.body())
+
+
+def parse_body(content_type: str, body: bytes) -> list[Any]:
+    """``parse_instances`` on a body already read (the fast path reads it itself)."""
     mime = content_type.split(";", 1)[0].strip().lower()
-    body = await request.body()
     if mime in ("application/json", "") or mime.endswith("+json"):
         try:
             payload = orjson.loads(body)
@@ -100,6 +106,8 @@ async def parse_instances(request: Request) -> list[Any]:
 def _worker_error(exc: WorkerError) -> APIError:
     if isinstance(exc, WorkerTimeout):
         return APIError(504, "timeout", f"{exc}; the worker was restarted")
+    if isinstance(exc, WorkerMemoryLimit):
+        return APIError(502, "worker_memory_limit", str(exc), exc.detail())
     if isinstance(exc, WorkerCrashed):
         return APIError(502, "worker_crashed", str(exc), exc.detail())
     if isinstance(exc, WorkerLoadError):
@@ -113,15 +121,34 @@ def _worker_error(exc: WorkerError) -> APIError:
     return APIError(502, "worker_error", str(exc))
 
 
-async def _predict(
+async def predict_response(
     state: AppState, request: Request, model_id: str, version: int | None
 ) -> Response:
+    """Run a prediction and build its answer."""
+    content_type = request.headers.get("content-type", "application/json")
+    return OrjsonResponse(
+        await predict_answer(state, model_id, version, content_type, request.body)
+    )
+
+
+async def predict_answer(
+    state: AppState,
+    model_id: str,
+    version: int | None,
+    content_type: str,
+    read_body: Callable[[], Awaitable[bytes]],
+) -> dict[str, Any]:
+    """The answer's JSON object, or an APIError; shared by the routes and ``fastpath``.
+
+    The version is resolved before the body is read, so a query for an unknown model is
+    refused without receiving its body.
+    """
     started = time.perf_counter()
     record = state.store.resolve_version(model_id, version)
     stats = state.stats_for(model_id)
     outcome = "ok"
     try:
-        instances = await parse_instances(request)
+        instances = parse_body(content_type, await read_body())
         try:
             results = await state.pool.predict(
                 (model_id, record.version),
@@ -150,13 +177,12 @@ async def _predict(
             stats.errors += 1
         state.metrics.predictions.labels(model_id, outcome).inc()
         state.metrics.predict_latency.labels(model_id).observe(elapsed)
-    body = {
+    return {
         "predictions": predictions,
         "model_id": model_id,
         "version": record.version,
         "latency_ms": round(elapsed * 1000, 3),
     }
-    return OrjsonResponse(body)
 
 
 @router.post(
@@ -177,7 +203,7 @@ async def predict(
     state = get_state(request)
     if not principal.may_query(model_id):
         raise APIError(403, "wrong_model", "this query token belongs to another model")
-    return await _predict(state, request, model_id, version)
+    return await predict_response(state, request, model_id, version)
 
 
 @router.post(
@@ -197,4 +223,4 @@ async def query(
             "query_token_required",
             "/query/ needs a model's query token; with the admin key use /v1/models/{id}/predict",
         )
-    return await _predict(state, request, principal.model_id, None)
+    return await predict_response(state, request, principal.model_id, None)

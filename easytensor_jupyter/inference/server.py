@@ -22,6 +22,8 @@ import uvicorn
 
 from easytensor_jupyter import config
 from easytensor_jupyter.inference.app import create_app
+from easytensor_jupyter.inference.fastpath import PredictFastPath
+from easytensor_jupyter.inference.sandbox import resolve_user
 from easytensor_jupyter.inference.state import Settings
 from easytensor_jupyter.inference.store import Store
 
@@ -46,7 +48,23 @@ class ServeOptions:
     log_level: str = "info"
     device: str = "cpu"
     max_workers: int = 8
+    workers_per_model: int = 1
     standby: bool = True
+    sandbox: bool = True
+    worker_user: str | None = "nobody"
+    worker_network: bool = False
+    worker_memory_mb: float | None = None
+    worker_cpu_seconds: int | None = None
+    worker_max_files: int = 1024
+
+
+def _private(path: Path) -> None:
+    """Owner-only: a worker dropped to another uid must not read the store or the key."""
+    try:
+        if path.is_dir() and path.stat().st_uid == os.geteuid():
+            path.chmod(0o700)
+    except OSError as exc:
+        log.warning("cannot make %s private: %s", path, exc.strerror)
 
 
 class _Server(uvicorn.Server):
@@ -151,8 +169,15 @@ def run(options: ServeOptions) -> int:
         return 1
     store_path = (options.store or config.default_store()).expanduser().resolve()
     admin_key = _announce_key(options.embedded)
+    try:
+        resolve_user(options.worker_user if options.sandbox else None)
+    except ValueError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
     store = Store(store_path)
     store.open()
+    _private(store_path)
+    _private(config.home())
     settings = Settings(
         store=store_path,
         predict_timeout=options.predict_timeout,
@@ -162,8 +187,15 @@ def run(options: ServeOptions) -> int:
         device=options.device,
         threads=_threads_per_worker(),
         max_workers=options.max_workers,
+        workers_per_model=options.workers_per_model,
         standby=options.standby,
         cors_origins=options.cors_origins,
+        sandbox=options.sandbox,
+        worker_user=options.worker_user,
+        worker_network=options.worker_network,
+        worker_memory_mb=options.worker_memory_mb,
+        worker_cpu_seconds=options.worker_cpu_seconds,
+        worker_max_files=options.worker_max_files,
     )
     try:
         sock = _bind(options.host, options.port)
@@ -173,8 +205,10 @@ def run(options: ServeOptions) -> int:
     app = create_app(settings, store, admin_key)
     has_uvloop = importlib.util.find_spec("uvloop") is not None
     has_httptools = importlib.util.find_spec("httptools") is not None
+    # Predictions go round FastAPI's whole stack (see fastpath's docstring for why).
+    fast = PredictFastPath(app, app.state.easytensor, settings.max_body_bytes)
     uv_config = uvicorn.Config(
-        app,
+        fast,
         loop="uvloop" if has_uvloop else "asyncio",
         http="httptools" if has_httptools else "h11",
         lifespan="on",

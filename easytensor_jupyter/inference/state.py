@@ -30,8 +30,15 @@ class Settings:
     device: str = "cpu"
     threads: int = 1
     max_workers: int = 8
+    workers_per_model: int = 1
     standby: bool = True
     cors_origins: tuple[str, ...] = ()
+    sandbox: bool = True
+    worker_user: str | None = None
+    worker_network: bool = False
+    worker_memory_mb: float | None = None
+    worker_cpu_seconds: int | None = None
+    worker_max_files: int = 1024
 
 
 @dataclass

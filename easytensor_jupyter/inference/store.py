@@ -24,7 +24,7 @@ from typing import Literal
 import orjson
 
 from easytensor_jupyter.bundle import Manifest
-from easytensor_jupyter.inference.blobs import BlobStore
+from easytensor_jupyter.inference.blobs import BlobStore, StoreFull
 
 __all__ = [
     "ConflictError",
@@ -193,10 +193,13 @@ class Store:
             raise ConflictError("the store is busy; try again")
         try:
             yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError) and "full" in str(exc):
+                raise StoreFull(f"SQLite: {exc}") from exc
             raise
-        conn.execute("COMMIT")
 
     def _manifest(self, model_id: str, version: int, raw: str) -> Manifest:
         key = (model_id, version)

@@ -21,7 +21,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from easytensor_jupyter.bundle import BundleError, Limits, ReceivedBundle, read_bundle_stream
-from easytensor_jupyter.inference.blobs import PinningSink
+from easytensor_jupyter.inference.blobs import PinningSink, StoreFull, is_disk_full
 from easytensor_jupyter.inference.errors import APIError, error_response
 from easytensor_jupyter.inference.store import Store
 
@@ -49,6 +49,10 @@ def _too_large(limit: int) -> APIError:
         {"limit_bytes": limit},
         headers={"Connection": "close"},
     )
+
+
+def _store_full(exc: OSError) -> APIError:
+    return APIError(507, "store_full", str(StoreFull(exc.strerror or str(exc))))
 
 
 class BodyLimitMiddleware:
@@ -106,6 +110,7 @@ class BodyBridge(io.RawIOBase):
         self._eof = False
         self._failed = False
         self._abandoned = False
+        self._discard = False
         self._space = asyncio.Event()
 
     def readable(self) -> bool:
@@ -145,12 +150,14 @@ class BodyBridge(io.RawIOBase):
             async for chunk in chunks:
                 if self._abandoned:
                     return
+                if self._discard:
+                    continue
                 if chunk:
                     with self._cond:
                         self._chunks.append(memoryview(chunk))
                         self._size += len(chunk)
                         self._cond.notify()
-                while self._size > self._high and not self._abandoned:
+                while self._size > self._high and not (self._abandoned or self._discard):
                     self._space.clear()
                     await self._space.wait()
         except BaseException:
@@ -161,6 +168,11 @@ class BodyBridge(io.RawIOBase):
         with self._cond:
             self._eof = True
             self._cond.notify_all()
+
+    def discard(self) -> None:
+        """Read the rest of the body and drop it, so the client gets to read our answer."""
+        self._discard = True
+        self._space.set()
 
     def abandon(self) -> None:
         """The reader is done (or failed): stop pumping."""
@@ -182,6 +194,17 @@ async def receive_bundle(
         outcome = await loop.run_in_executor(_readers(), read_bundle_stream, stream, sink, limits)
     except (BundleError, _Aborted) as exc:
         outcome = exc
+    except OSError as exc:
+        if not is_disk_full(exc):
+            bridge.abandon()
+            pump.cancel()
+            sink.release()
+            await asyncio.to_thread(store.collect, sink.written)
+            raise
+        outcome = _store_full(exc)
+        bridge.discard()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.shield(pump), 60)
     except BaseException:
         bridge.abandon()
         pump.cancel()

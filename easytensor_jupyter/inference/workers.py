@@ -27,7 +27,16 @@ from typing import Any, Literal
 
 import easytensor_jupyter
 from easytensor_jupyter.bundle import MANIFEST_NAME
-from easytensor_jupyter.inference.protocol import FrameError, encode_frame, read_frame
+from easytensor_jupyter.inference.protocol import (
+    MAX_FRAME_BYTES,
+    FrameError,
+    encode_frame,
+    encode_request,
+    predict_frame,
+    read_frame,
+)
+from easytensor_jupyter.inference.sandbox import SandboxPolicy, wrap_command
+from easytensor_jupyter.inference.watchdog import MemoryWatchdog
 
 __all__ = [
     "Worker",
@@ -36,6 +45,7 @@ __all__ = [
     "WorkerError",
     "WorkerInputError",
     "WorkerLoadError",
+    "WorkerMemoryLimit",
     "WorkerRestarted",
     "WorkerSpec",
     "WorkerTimeout",
@@ -49,6 +59,7 @@ log = logging.getLogger("easytensor.workers")
 
 Key = tuple[str, int]
 _DRAIN_ABOVE = 1 << 20
+_FLUSH_ABOVE = 256 << 10
 ExitReason = Literal["stopped", "crash", "timeout", "memory", "load_error"]
 
 
@@ -68,6 +79,8 @@ class WorkerCrashed(WorkerError):
         if returncode is not None and returncode < 0:
             name = signal.Signals(-returncode).name if -returncode in signal.valid_signals() else ""
             how = f"was killed by signal {-returncode} {name}".rstrip()
+            if name == "SIGXCPU":
+                how += ": it used up its CPU time limit (--worker-cpu-seconds)"
         else:
             how = f"exited with code {returncode}"
         super().__init__(f"the model's worker process {how}")
@@ -77,6 +90,27 @@ class WorkerCrashed(WorkerError):
         return {
             "exit_code": rc if rc is not None and rc >= 0 else None,
             "signal": -rc if rc is not None and rc < 0 else None,
+        }
+
+
+class WorkerMemoryLimit(WorkerCrashed):
+    """The memory watchdog killed the worker: say so, with the figures, not just 'signal 9'."""
+
+    def __init__(self, returncode: int | None, used_mb: float, limit_mb: float) -> None:
+        super().__init__(returncode)
+        self.used_mb = used_mb
+        self.limit_mb = limit_mb
+        self.args = (
+            f"the model's worker used {used_mb:.0f} MB of memory, over the {limit_mb:g} MB "
+            "limit (--worker-memory-mb); it was stopped and will be replaced",
+        )
+
+    def detail(self) -> dict[str, Any]:
+        return {
+            **super().detail(),
+            "reason": "memory",
+            "used_mb": round(self.used_mb, 1),
+            "limit_mb": self.limit_mb,
         }
 
 
@@ -149,7 +183,8 @@ def sweep_stale_dirs() -> None:
         if not pid_text.isdigit() or int(pid_text) == os.getpid():
             continue
         try:
-            if path.stat().st_uid != os.getuid():
+            # Under root, a sandboxed worker's folder belongs to the worker's user.
+            if os.geteuid() != 0 and path.stat().st_uid != os.getuid():
                 continue
             os.kill(int(pid_text), 0)
         except ProcessLookupError:
@@ -180,8 +215,13 @@ class Worker:
         threads: int,
         max_pending: int,
         on_exit: Callable[[Worker, ExitReason], None],
+        sandbox: SandboxPolicy | None = None,
+        watchdog: MemoryWatchdog | None = None,
     ) -> None:
         self.spec = spec
+        self.sandbox = sandbox
+        self.watchdog = watchdog
+        self.memory_used: int | None = None
         self.device = device
         self.threads = threads
         self.max_pending = max_pending
@@ -197,6 +237,8 @@ class Worker:
         self._dead = asyncio.Event()
         self._kill_reason: ExitReason | None = None
         self._write_lock = asyncio.Lock()
+        self._outbox: list[bytes] = []
+        self._outbox_bytes = 0
         self._tasks: list[asyncio.Task[None]] = []
         self.proc: asyncio.subprocess.Process | None = None
         self.dir: Path | None = None
@@ -225,15 +267,19 @@ class Worker:
             "--parent-pid",
             str(os.getpid()),
         ]
+        command += ["--standby"] if standby else []
+        env = worker_env(self.threads)
+        if self.sandbox is not None:
+            command = wrap_command(command, self.sandbox, self.dir, env["PYTHONPATH"])
+            env["HOME"] = env["TMPDIR"] = str(self.dir)
         try:
             self.proc = await asyncio.create_subprocess_exec(
                 *command,
-                *(["--standby"] if standby else []),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 pass_fds=(child.fileno(),),
-                env=worker_env(self.threads),
+                env=env,
                 cwd=str(self.dir),
                 start_new_session=True,
             )
@@ -244,6 +290,8 @@ class Worker:
         finally:
             child.close()
         self.state = "standby" if standby else "loading"
+        if self.watchdog is not None:
+            self.watchdog.watch(self, self.proc.pid, self._over_memory)
         reader, self._writer = await asyncio.open_connection(sock=parent)
         assert self.proc.stdout is not None and self.proc.stderr is not None
         self._tasks = [
@@ -300,11 +348,16 @@ class Worker:
             self._killpg()
             returncode = await self.proc.wait()
         self._killpg()
-        reason: ExitReason = self._kill_reason or (
-            "memory" if returncode == -signal.SIGKILL else "crash"
-        )
+        if self.watchdog is not None:
+            self.watchdog.forget(self)
+        reason: ExitReason = self._kill_reason or "crash"
         error: WorkerError
-        if reason in ("crash", "memory"):
+        if reason == "memory" and self.watchdog is not None and self.memory_used is not None:
+            error = WorkerMemoryLimit(
+                returncode, self.memory_used / (1 << 20), self.watchdog.limit_mb
+            )
+            log.warning("%s: %s", self.spec.label, error)
+        elif reason in ("crash", "memory"):
             error = WorkerCrashed(returncode)
             log.warning("%s: %s", self.spec.label, error)
         elif reason == "timeout":
@@ -348,18 +401,18 @@ class Worker:
             raise WorkerBusy(f"{len(self._pending)} requests are already waiting for this model")
         request_id = next(self._ids)
         try:
-            frame = encode_frame(
-                {"t": "predict", "requests": [{"id": request_id, "instances": instances}]}
-            )
+            packed = encode_request(request_id, instances)
         except (ValueError, TypeError, OverflowError) as exc:
             raise WorkerInputError(f"the input cannot be passed to the model: {exc}") from None
+        if len(packed) >= MAX_FRAME_BYTES - 64:
+            raise WorkerInputError(f"the input is over the {MAX_FRAME_BYTES} byte frame limit")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Any]] = loop.create_future()
         self._pending[request_id] = future
         self.last_used = time.monotonic()
         timer = loop.call_later(timeout, self._expire, future, timeout)
         try:
-            self._writer.write(frame)
+            self._enqueue(packed, loop)
             transport = self._writer.transport
             if transport.get_write_buffer_size() > _DRAIN_ABOVE:
                 await self._drain()
@@ -368,6 +421,26 @@ class Worker:
             timer.cancel()
             self._pending.pop(request_id, None)
             self.last_used = time.monotonic()
+
+    def _enqueue(self, packed: bytes, loop: asyncio.AbstractEventLoop) -> None:
+        """Queue a packed request; all queued in this event-loop turn leave in one frame.
+
+        Requests that arrive together under load then cost the worker one read and one wake-up
+        instead of one each. A large request (or a full outbox) is written at once.
+        """
+        first = not self._outbox
+        self._outbox.append(packed)
+        self._outbox_bytes += len(packed)
+        if self._outbox_bytes > _FLUSH_ABOVE:
+            self._flush()
+        elif first:
+            loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        requests, self._outbox, self._outbox_bytes = self._outbox, [], 0
+        if not requests or self._writer is None or self._writer.is_closing():
+            return
+        self._writer.write(predict_frame(requests))
 
     async def _drain(self) -> None:
         """Wait for a large frame to leave; one waiter at a time, as asyncio prefers."""
@@ -385,6 +458,10 @@ class Worker:
         if self.proc is not None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
+
+    def _over_memory(self, rss: int) -> None:
+        self.memory_used = rss
+        self.kill("memory")
 
     def kill(self, reason: ExitReason) -> None:
         if self.state == "dead":

@@ -1,0 +1,1 @@
+"""Side-by-side performance harness: run with ``python -m benchmarks.run`` (see README.md)."""

@@ -1,0 +1,343 @@
+"""Run every benchmark on loopback and write ``results/results.md``, ``.json`` and ``.png``.
+
+    .venv/bin/python -m benchmarks.run [--quick]
+
+Ratios in the targets table come from this one run, side by side: the systems take turns on
+the same machine, each alone while it is measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from benchmarks import report
+from benchmarks.load import in_process, wrk
+from benchmarks.models import MODELS, build_bundle, native_instance, request_body
+from benchmarks.procs import PY, ROOT
+from benchmarks.systems import (
+    Endpoint,
+    easytensor_server,
+    floor,
+    litserve,
+    plain_fastapi,
+    torchserve,
+)
+
+__all__ = ["main"]
+
+LEVELS = (1, 8, 16, 32)
+
+
+def _measure(
+    name: str, model: str, endpoint: Endpoint, body: Path, seconds: float
+) -> dict[str, Any]:
+    """Warm up, then one bounded wrk run per concurrency level."""
+    wrk(endpoint.url, body, 8, 1, endpoint.auth)
+    row: dict[str, Any] = {"system": name, "model": model}
+    for level in LEVELS:
+        result = wrk(endpoint.url, body, level, seconds, endpoint.auth)
+        row[f"c{level}"] = asdict(result)
+        print(
+            f"  {name:<22} {model:<10} c={level:<3} {result.rps:9.0f} req/s  "
+            f"p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms  errors {result.errors}",
+            flush=True,
+        )
+    return row
+
+
+def _in_process_row(model: str, bundle: Path, seconds: float) -> dict[str, Any]:
+    import torch
+
+    from easytensor_jupyter.bundle import read_manifest_dir
+    from easytensor_jupyter.inference.runtime import load_bundle_dir
+
+    torch.set_num_threads(1)
+    net = load_bundle_dir(bundle, read_manifest_dir(bundle)).model
+    x = native_instance(model)
+
+    def call() -> Any:
+        with torch.inference_mode():
+            return net.predict_single(x)  # type: ignore[operator]
+
+    result = in_process(call, seconds)
+    print(f"  {'in-process':<22} {model:<10} {result.rps:9.0f} calls/s  p50 {result.p50_ms:.3f} ms")
+    row: dict[str, Any] = {"system": "in-process predict_single", "model": model}
+    row["c1"] = asdict(result)
+    return row
+
+
+def _check_answer(endpoint: Endpoint, body: Path, retries: int = 0) -> None:
+    """Every system must answer correctly before its numbers count."""
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(endpoint.url, data=body.read_bytes(), method="POST")
+    request.add_header("Content-Type", "application/json")
+    if endpoint.auth:
+        request.add_header("Authorization", endpoint.auth)
+    for attempt in range(retries + 1):
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                payload = json.loads(response.read())
+            break
+        except (urllib.error.URLError, ConnectionError):
+            if attempt == retries:
+                raise
+            time.sleep(1)
+    if not payload.get("predictions"):
+        raise RuntimeError(f"{endpoint.url} answered without predictions: {payload}")
+
+
+def _ours(
+    work: Path, bundles: dict[str, Path], bodies: dict[str, Path], seconds: float, workers: int
+) -> list[dict[str, Any]]:
+    from easytensor_jupyter.client import Client
+
+    rows = []
+    name = f"easytensor (workers={workers})"
+    with easytensor_server(work / "logs", work / f"home-w{workers}", workers=workers) as server:
+        client = Client(server.url, server.admin_key, timeout=300)
+        for model, bundle in bundles.items():
+            up = client.upload_bundle(bundle)
+            endpoint = Endpoint(
+                f"{server.url}/v1/models/{up.id}/predict", f"Bearer {up.query_token}"
+            )
+            _check_answer(endpoint, bodies[model])
+            rows.append(_measure(name, model, endpoint, bodies[model], seconds))
+    return rows
+
+
+def _cold_start(work: Path, repeats: int) -> dict[str, Any]:
+    """Upload -> first answer on a running server, next to build + load + first call in-process."""
+    import torch
+
+    from easytensor_jupyter.bundle import read_manifest_dir
+    from easytensor_jupyter.client import Client
+    from easytensor_jupyter.inference.runtime import load_bundle_dir
+
+    spec = MODELS["cnn"]
+    x = native_instance("cnn")
+    local: list[float] = []
+    served: list[float] = []
+    with easytensor_server(work / "logs", work / "home-cold") as server:
+        client = Client(server.url, server.admin_key, timeout=300)
+        warm = build_bundle(work / "cold-warm", "warm", spec.class_name, None)
+        client.upload_bundle(warm)  # the server's first model also starts its standby worker
+        time.sleep(3)
+        for i in range(repeats):
+            bundle = build_bundle(
+                work / f"cold-{i}", f"cold-{i}", spec.class_name, None, seed=i + 1
+            )
+            started = time.perf_counter()
+            net = load_bundle_dir(bundle, read_manifest_dir(bundle)).model
+            with torch.inference_mode():
+                net.predict_single(x)  # type: ignore[operator]
+            local.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            up = client.upload_bundle(bundle)
+            client.predict(up.id, [request_body_instance()], token=up.query_token)
+            served.append(time.perf_counter() - started)
+            time.sleep(3)  # the standby worker refills between uploads
+    local.sort()
+    served.sort()
+    return {"in_process_s": local[len(local) // 2], "served_s": served[len(served) // 2]}
+
+
+def request_body_instance() -> Any:
+    from benchmarks.models import sample_instance
+
+    return sample_instance("cnn")
+
+
+_CLIENT_UPLOAD = """
+import resource, sys, time
+from pathlib import Path
+from easytensor_jupyter.client import Client
+client = Client(sys.argv[1], sys.argv[2], timeout=900)
+started = time.perf_counter()
+client.upload_bundle(Path(sys.argv[3]))
+elapsed = time.perf_counter() - started
+print(elapsed, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+"""
+
+
+def _upload(work: Path) -> dict[str, Any]:
+    """A 1 GiB state_dict: upload time and peak RSS of both sides, next to ``cp``."""
+    import threading
+
+    from benchmarks.procs import rss_bytes
+
+    bundle = build_bundle(work / "big", "big", "Big", None)
+    weights = bundle / "weights.safetensors"
+    copy = work / "big-copy.safetensors"
+    started = time.perf_counter()
+    subprocess.run(["cp", str(weights), str(copy)], check=True)
+    cp_s = time.perf_counter() - started
+    started = time.perf_counter()
+    subprocess.run(["sync", str(copy)], check=True)
+    sync_s = cp_s + time.perf_counter() - started
+    copy.unlink()
+    with easytensor_server(work / "logs", work / "home-big", max_body_mb=4096) as server:
+        # A running server has its standby worker (torch imported) once it served any model;
+        # the first upload of a fresh server would also time a Python + torch start.
+        from easytensor_jupyter.client import Client
+
+        warm = build_bundle(work / "big-warm", "warm", MODELS["tiny"].class_name, None)
+        Client(server.url, server.admin_key, timeout=300).upload_bundle(warm)
+        time.sleep(3)
+        base = rss_bytes(server.pid)
+        peak = [base]
+        stop = threading.Event()
+
+        def sample() -> None:
+            while not stop.is_set():
+                peak[0] = max(peak[0], rss_bytes(server.pid))
+                time.sleep(0.01)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        done = subprocess.run(
+            [PY, "-c", _CLIENT_UPLOAD, server.url, server.admin_key, str(bundle)],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=900,
+            check=True,
+        )
+        stop.set()
+        sampler.join()
+    upload_s, client_peak = done.stdout.split()
+    return {
+        "bytes": weights.stat().st_size,
+        "cp_s": cp_s,
+        "cp_sync_s": sync_s,
+        "upload_s": float(upload_s),
+        "server_rss_before": base,
+        "server_rss_peak": peak[0],
+        "client_peak_rss": int(client_peak),
+    }
+
+
+def _timed(label: str, fn: Callable[[], Any]) -> Any:
+    print(f"== {label}", flush=True)
+    started = time.perf_counter()
+    value = fn()
+    print(f"   ({time.perf_counter() - started:.0f} s)", flush=True)
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run")
+    parser.add_argument(
+        "--quick", action="store_true", help="2 s per load level, skip the 1 GB upload"
+    )
+    parser.add_argument("--seconds", type=float, default=None, help="seconds per load level")
+    parser.add_argument("--workers", type=int, default=1, help="--workers for easytensor serve")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        help="skip: litserve, fastapi, torchserve, upload, cold",
+    )
+    args = parser.parse_args(argv)
+    if shutil.which("wrk") is None:
+        print("wrk is needed (apt-get install wrk)", file=sys.stderr)
+        return 2
+    seconds = args.seconds or (2.0 if args.quick else 8.0)
+    skip = set(args.skip) | ({"upload"} if args.quick else set())
+    args.out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="easytensor-bench-"))
+    (work / "logs").mkdir()
+    try:
+        bundles = {
+            key: build_bundle(work / key, f"bench-{key}", m.class_name, m.batching)
+            for key, m in MODELS.items()
+        }
+        bodies = {}
+        for key in MODELS:
+            bodies[key] = work / f"{key}.json"
+            bodies[key].write_bytes(request_body(key))
+        rows: list[dict[str, Any]] = []
+        for key in ("tiny", "cnn"):
+            rows.append(
+                _timed(f"in-process {key}", lambda k=key: _in_process_row(k, bundles[k], seconds))
+            )  # type: ignore[misc]
+        with floor(work / "logs") as endpoint:
+            for key in ("tiny", "cnn"):
+                rows.append(
+                    _timed(
+                        f"floor {key}",
+                        lambda k=key: _measure(
+                            "HTTP floor (bare ASGI)", k, endpoint, bodies[k], seconds
+                        ),
+                    )
+                )  # type: ignore[misc]
+        rows += _timed("easytensor", lambda: _ours(work, bundles, bodies, seconds, args.workers))
+        if "fastapi" not in skip:
+            for key in ("tiny", "cnn"):
+                with plain_fastapi(work / "logs", bundles[key]) as endpoint:
+                    _check_answer(endpoint, bodies[key])
+                    rows.append(
+                        _timed(
+                            f"fastapi {key}",
+                            lambda e=endpoint, k=key: _measure(
+                                "plain FastAPI", k, e, bodies[k], seconds
+                            ),
+                        )
+                    )  # type: ignore[misc]
+        if "litserve" not in skip:
+            for key, m in MODELS.items():
+                batch = m.batching.max_batch_size if m.batching else 1
+                wait = m.batching.max_wait_ms if m.batching else 0.0
+                with litserve(work / "logs", bundles[key], batch, wait) as endpoint:
+                    _check_answer(endpoint, bodies[key])
+                    rows.append(
+                        _timed(
+                            f"litserve {key}",
+                            lambda e=endpoint, k=key: _measure(
+                                "LitServe", k, e, bodies[k], seconds
+                            ),
+                        )
+                    )  # type: ignore[misc]
+        if "torchserve" not in skip:
+            for key, m in MODELS.items():
+                batch = m.batching.max_batch_size if m.batching else 1
+                wait = m.batching.max_wait_ms if m.batching else 0.0
+                with torchserve(work / "logs", work, bundles[key], batch, wait) as endpoint:
+                    _check_answer(endpoint, bodies[key], retries=60)
+                    rows.append(
+                        _timed(
+                            f"torchserve {key}",
+                            lambda e=endpoint, k=key: _measure(
+                                "TorchServe", k, e, bodies[k], seconds
+                            ),  # type: ignore[misc]
+                        )
+                    )
+        extra: dict[str, Any] = {"seconds": seconds, "workers": args.workers}
+        if "cold" not in skip:
+            extra["cold"] = _timed("cold start", lambda: _cold_start(work, 3))
+        if "upload" not in skip:
+            extra["upload"] = _timed("1 GiB upload", lambda: _upload(work))
+        (args.out / "results.json").write_text(json.dumps({"rows": rows, **extra}, indent=2))
+        markdown = report.markdown(rows, extra)
+        (args.out / "results.md").write_text(markdown)
+        report.plot(rows, args.out / "results.png")
+        print(markdown)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""A short way through the server for predictions, past FastAPI's router and middleware stack.
+
+Profiling ``easytensor serve`` under load showed FastAPI's per-request machinery (middleware
+chain, router, dependency solving, parameter validation) costing more server CPU than the
+prediction itself for a small model. This outermost ASGI middleware answers
+``POST /v1/models/{id}/predict`` and ``POST /query/`` directly, with the same pieces the routes
+use: the size limit and its 413 answer from ``upload``, ``Authenticator`` for credentials, and
+``routes_predict.predict_answer`` for the work and every error shape. It reads the body itself
+and writes the answer as two ASGI messages, skipping Starlette's Request/Response objects,
+which showed up in the profile too. Anything it is not sure
+about (a query string other than ``version=N``, a browser ``Origin`` header, which CORS must see,
+an over-long model id) goes the ordinary way, so FastAPI keeps producing those answers.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+from starlette.requests import ClientDisconnect, Request
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from easytensor_jupyter.inference.errors import APIError, error_response
+from easytensor_jupyter.inference.routes_predict import predict_answer
+from easytensor_jupyter.inference.schemas import MAX_VERSION
+from easytensor_jupyter.inference.state import AppState
+from easytensor_jupyter.inference.store import NotFoundError
+from easytensor_jupyter.inference.upload import _too_large
+
+__all__ = ["PredictFastPath"]
+
+log = logging.getLogger("easytensor.server")
+
+_PREFIX = "/v1/models/"
+_SUFFIX = "/predict"
+_PREDICT_ROUTE = "/v1/models/{model_id}/predict"
+_QUERY_ROUTE = "/query/"
+_MAX_ID = 200
+_STATUS_LABELS = {code: str(code) for code in range(100, 600)}
+_JSON = (b"content-type", b"application/json")
+
+
+def _version(query: bytes) -> int | bool | None:
+    """``None`` for no query string, the number for ``version=N``, False for anything else."""
+    if not query:
+        return None
+    key, sep, value = query.partition(b"=")
+    if key != b"version" or not sep or not value.isdigit() or len(value) > 10:
+        return False
+    number = int(value)
+    return number if 1 <= number <= MAX_VERSION else False
+
+
+class PredictFastPath:
+    """Answer prediction requests without FastAPI; pass everything else on unchanged."""
+
+    def __init__(self, app: ASGIApp, state: AppState, max_body_bytes: int) -> None:
+        self.app = app
+        self.state = state
+        self.max_body_bytes = max_body_bytes
+
+    def _route(self, scope: Scope) -> tuple[str, int | None, bytes | None, str] | None:
+        """(model id or "" for /query/, version, Content-Length, Content-Type) when this
+        request is ours to answer."""
+        if scope["type"] != "http" or scope["method"] != "POST":
+            return None
+        path: str = scope["path"]
+        if path == _QUERY_ROUTE:
+            model_id = ""
+        elif path.startswith(_PREFIX) and path.endswith(_SUFFIX):
+            model_id = path[len(_PREFIX) : -len(_SUFFIX)]
+            if not model_id or "/" in model_id or len(model_id) > _MAX_ID:
+                return None
+        else:
+            return None
+        version = _version(scope.get("query_string", b""))
+        if version is False or (model_id == "" and version is not None):
+            return None
+        length: bytes | None = None
+        content_type: str | None = None
+        for name, value in scope["headers"]:
+            if name == b"origin":
+                return None
+            if name == b"content-length" and length is None:
+                length = value
+            elif name == b"content-type" and content_type is None:
+                content_type = value.decode("latin-1")
+        return model_id, version, length, content_type or "application/json"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route = self._route(scope)
+        if route is None:
+            await self.app(scope, receive, send)
+            return
+        model_id, version, length, content_type = route
+        status = 500
+        try:
+            status, payload, headers = await self._answer(
+                scope, receive, model_id, version, length, content_type
+            )
+            if payload is not None:
+                await send({"type": "http.response.start", "status": status, "headers": headers})
+                await send({"type": "http.response.body", "body": payload})
+        finally:
+            label = _QUERY_ROUTE if route[0] == "" else _PREDICT_ROUTE
+            self.state.metrics.requests.labels(
+                label, "POST", _STATUS_LABELS.get(status, "500")
+            ).inc()
+
+    async def _read_body(self, receive: Receive) -> bytes:
+        """The whole body, refused with 413 as soon as it passes the limit."""
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnect()
+            chunk: bytes = message.get("body", b"")
+            if chunk:
+                size += len(chunk)
+                if size > self.max_body_bytes:
+                    raise _too_large(self.max_body_bytes)
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    async def _answer(
+        self,
+        scope: Scope,
+        receive: Receive,
+        model_id: str,
+        version: int | None,
+        length: bytes | None,
+        content_type: str,
+    ) -> tuple[int, bytes | None, list[tuple[bytes, bytes]]]:
+        state = self.state
+        try:
+            if length is not None:
+                try:
+                    declared = int(length)
+                except ValueError:
+                    raise APIError(400, "bad_request", "Content-Length is not a number") from None
+                if declared > self.max_body_bytes:
+                    raise _too_large(self.max_body_bytes)
+            principal = state.auth.authenticate(Request(scope))
+            if model_id == "":
+                if principal.model_id is None:
+                    raise APIError(
+                        403,
+                        "query_token_required",
+                        "/query/ needs a model's query token; "
+                        "with the admin key use /v1/models/{id}/predict",
+                    )
+                model_id = principal.model_id
+            elif not principal.may_query(model_id):
+                raise APIError(403, "wrong_model", "this query token belongs to another model")
+            answer = await predict_answer(
+                state, model_id, version, content_type, lambda: self._read_body(receive)
+            )
+            payload = orjson.dumps(answer, option=orjson.OPT_NON_STR_KEYS)
+            return 200, payload, [(b"content-length", str(len(payload)).encode()), _JSON]
+        except ClientDisconnect:
+            return 499, None, []
+        except APIError as exc:
+            response = error_response(exc.status, exc.code, exc.message, exc.detail, exc.headers)
+        except NotFoundError as exc:
+            response = error_response(404, "not_found", str(exc))
+        except Exception as exc:
+            log.exception("internal error on POST %s", scope["path"])
+            response = error_response(
+                500, "internal_error", f"internal server error: {type(exc).__name__}", None
+            )
+        return response.status_code, bytes(response.body), response.raw_headers
