@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bundles import Bundle, make_bundle
 from servers import RunningServer, start_server
 
-SESSION_SERVER_ARGS = ("--predict-timeout", "3", "--max-body-mb", "4")
+SESSION_SERVER_ARGS = ("--predict-timeout", "3", "--max-body-mb", "4", "--max-upload-mb", "4")
 
 
 @pytest.fixture(scope="session")

@@ -48,7 +48,14 @@ def add_parser(sub: Any) -> None:
         type=_positive,
         default=100.0,
         metavar="N",
-        help="largest request body in MB, uploads included (default 100)",
+        help="largest query body in MB (default 100)",
+    )
+    parser.add_argument(
+        "--max-upload-mb",
+        type=_positive,
+        default=65536.0,
+        metavar="N",
+        help="largest model upload in MB (default 65536)",
     )
     parser.add_argument(
         "--idle-unload",
@@ -147,6 +154,7 @@ def _run(args: argparse.Namespace) -> int:
         predict_timeout=args.predict_timeout,
         load_timeout=args.load_timeout,
         max_body_mb=args.max_body_mb,
+        max_upload_mb=args.max_upload_mb,
         idle_unload=args.idle_unload,
         embedded=args.embedded,
         owner_pid=args.owner_pid,

@@ -130,7 +130,11 @@ def create_app(settings: Settings, store: Store, admin_key: str) -> FastAPI:
     app.add_exception_handler(StoreFull, _store_full)
     for module in (routes_models, routes_tokens, routes_predict, routes_system):
         app.include_router(module.router)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        upload_max_bytes=settings.max_upload_bytes,
+    )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

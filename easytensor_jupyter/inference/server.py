@@ -41,6 +41,7 @@ class ServeOptions:
     predict_timeout: float = 30.0
     load_timeout: float = 300.0
     max_body_mb: float = 100.0
+    max_upload_mb: float = 65536.0
     idle_unload: float = 900.0
     embedded: bool = False
     owner_pid: int | None = None
@@ -183,6 +184,7 @@ def run(options: ServeOptions) -> int:
         predict_timeout=options.predict_timeout,
         load_timeout=options.load_timeout,
         max_body_bytes=int(options.max_body_mb * (1 << 20)),
+        max_upload_bytes=int(options.max_upload_mb * (1 << 20)),
         idle_unload=options.idle_unload,
         device=options.device,
         threads=_threads_per_worker(),

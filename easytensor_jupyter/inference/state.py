@@ -26,6 +26,7 @@ class Settings:
     predict_timeout: float = 30.0
     load_timeout: float = 300.0
     max_body_bytes: int = 100 << 20
+    max_upload_bytes: int = 64 << 30
     idle_unload: float = 900.0
     device: str = "cpu"
     threads: int = 1
@@ -59,7 +60,7 @@ class AppState:
 
     @property
     def limits(self) -> Limits:
-        return Limits(max_file_bytes=self.settings.max_body_bytes)
+        return Limits(max_file_bytes=self.settings.max_upload_bytes)
 
     def spec(self, model_id: str, version: int, manifest: Manifest) -> WorkerSpec:
         files = {name: self.store.blobs.path(e.sha256) for name, e in manifest.files.items()}

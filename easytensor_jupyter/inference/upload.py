@@ -41,11 +41,11 @@ def _readers() -> ThreadPoolExecutor:
     return _executor
 
 
-def _too_large(limit: int) -> APIError:
+def _too_large(limit: int, flag: str = "--max-body-mb") -> APIError:
     return APIError(
         413,
         "too_large",
-        f"the request body is over the {limit / (1 << 20):g} MB limit (--max-body-mb)",
+        f"the request body is over the {limit / (1 << 20):g} MB limit ({flag})",
         {"limit_bytes": limit},
         headers={"Connection": "close"},
     )
@@ -56,16 +56,28 @@ def _store_full(exc: OSError) -> APIError:
 
 
 class BodyLimitMiddleware:
-    """Refuse a too-large Content-Length before reading a byte; count a chunked body as it comes."""
+    """Refuse a too-large Content-Length before reading a byte; count a chunked body as it comes.
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    Bundle uploads (admin only) have their own, much larger limit: a model's weights are routinely
+    bigger than any query body should be.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int, upload_max_bytes: int | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.upload_max_bytes = upload_max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit, flag = self.max_bytes, "--max-body-mb"
+        if (
+            self.upload_max_bytes is not None
+            and scope["method"] == "POST"
+            and scope["path"] == "/v1/models"
+        ):
+            limit, flag = self.upload_max_bytes, "--max-upload-mb"
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None:
             try:
@@ -74,8 +86,8 @@ class BodyLimitMiddleware:
                 response = error_response(400, "bad_request", "Content-Length is not a number")
                 await response(scope, receive, send)
                 return
-            if length > self.max_bytes:
-                err = _too_large(self.max_bytes)
+            if length > limit:
+                err = _too_large(limit, flag)
                 response = error_response(
                     err.status, err.code, err.message, err.detail, err.headers
                 )
@@ -88,8 +100,8 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise _too_large(self.max_bytes)
+                if received > limit:
+                    raise _too_large(limit, flag)
             return message
 
         await self.app(scope, counting_receive, send)
