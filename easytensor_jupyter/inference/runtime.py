@@ -8,7 +8,6 @@ backend can run the same code in its own replicas.
 from __future__ import annotations
 
 import importlib.util
-import inspect
 import math
 import sys
 import traceback
@@ -236,13 +235,3 @@ def _call_text(manifest: Manifest) -> str:
     parts += [f"{k}={v!r}" for k, v in manifest.init_kwargs.items()]
     return f"{manifest.class_name}({', '.join(parts)})"
 
-
-def predict_single_arity(cls: type) -> int:
-    """How many positional arguments ``predict_single`` takes besides self (for validation)."""
-    sig = inspect.signature(cls.predict_single)  # type: ignore[attr-defined]
-    params = [
-        p
-        for p in sig.parameters.values()
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
-    ]
-    return len(params) - 1
