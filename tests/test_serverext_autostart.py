@@ -24,6 +24,8 @@ from typing import Any
 import pytest
 import requests
 
+from easytensor_jupyter import config
+
 REPO = Path(__file__).resolve().parents[1]
 JUPYTER = Path(sys.executable).with_name("jupyter")
 
@@ -63,17 +65,6 @@ def _wait(predicate: Any, timeout: float, what: str, log: Any = None) -> Any:
             return value
         time.sleep(0.2)
     raise AssertionError(f"timed out waiting for {what}" + (f"\n{log()}" if log else ""))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with contextlib.suppress(OSError):
-        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-    return True
 
 
 def _environ(pid: int) -> dict[str, str]:
@@ -126,7 +117,7 @@ def _run_jupyter(tmp_path: Path, config: dict[str, Any] | None = None) -> Iterat
         info = home / "server.json"
         if info.exists():
             pid = json.loads(info.read_text())["pid"]
-            if _alive(pid):
+            if config.pid_alive(pid):
                 os.kill(pid, signal.SIGKILL)
 
 
@@ -171,7 +162,13 @@ def test_autostart_runs_the_embedded_server_for_jupyters_lifetime(jupyter: Jupyt
     assert info["url"] == status["url"]
     assert info["owner_pid"] == jupyter.proc.pid
     assert requests.get(f"{info['url']}/health", timeout=10).json()["status"] == "ok"
-    assert f"embedded inference server at {info['url']}" in jupyter.log()
+    # The extension's start-up thread logs its line just after the server answers.
+    _wait(
+        lambda: f"embedded inference server at {info['url']}" in jupyter.log(),
+        30,
+        "the log line",
+        jupyter.log,
+    )
 
     models = jupyter.get("/easytensor/api/models")
     assert models.status_code == 200, models.text
@@ -197,7 +194,7 @@ def test_autostart_runs_the_embedded_server_for_jupyters_lifetime(jupyter: Jupyt
 
     jupyter.proc.send_signal(signal.SIGTERM)
     jupyter.proc.wait(30)
-    _wait(lambda: not _alive(info["pid"]), 10, "the embedded server to exit with Jupyter")
+    _wait(lambda: not config.pid_alive(info["pid"]), 10, "the embedded server to exit with Jupyter")
     assert not (jupyter.home / "server.json").exists()
 
 
