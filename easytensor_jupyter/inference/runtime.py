@@ -234,4 +234,3 @@ def _call_text(manifest: Manifest) -> str:
     parts = [repr(a) for a in manifest.init_args]
     parts += [f"{k}={v!r}" for k, v in manifest.init_kwargs.items()]
     return f"{manifest.class_name}({', '.join(parts)})"
-
