@@ -106,3 +106,18 @@ def news_model() -> Any:
         return train()
     finally:
         sys.path.remove(str(QUICKSTART))
+
+
+@pytest.fixture
+def shell() -> Iterator[Any]:
+    """A real in-process IPython shell with in-memory history, cleared after the test."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+
+    InteractiveShell.clear_instance()
+    config = Config()
+    config.HistoryManager.hist_file = ":memory:"
+    instance = InteractiveShell.instance(config=config)
+    yield instance
+    instance.reset(new_session=False)
+    InteractiveShell.clear_instance()

@@ -6,7 +6,6 @@ import json
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -14,7 +13,6 @@ import pytest
 import torch
 from IPython.core.interactiveshell import InteractiveShell
 from safetensors.torch import save_file
-from traitlets.config import Config
 
 from easytensor_jupyter.capture import (
     CONSTANTS_FILE,
@@ -69,17 +67,6 @@ def plain(value: Any) -> Any:
     if isinstance(value, float):
         return round(value, 5)
     return value
-
-
-@pytest.fixture
-def shell() -> Iterator[InteractiveShell]:
-    InteractiveShell.clear_instance()
-    config = Config()
-    config.HistoryManager.hist_file = ":memory:"
-    instance = InteractiveShell.instance(config=config)
-    yield instance
-    cast(Any, instance).reset(new_session=False)
-    InteractiveShell.clear_instance()
 
 
 def run(shell: InteractiveShell, source: str) -> None:

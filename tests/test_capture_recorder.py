@@ -13,20 +13,8 @@ from typing import Any, cast
 import pytest
 import torch
 from IPython.core.interactiveshell import InteractiveShell
-from traitlets.config import Config
 
 from easytensor_jupyter.capture import ConstructionRecorder, InitArgs, history_from_shell
-
-
-@pytest.fixture
-def shell() -> Iterator[InteractiveShell]:
-    InteractiveShell.clear_instance()
-    config = Config()
-    config.HistoryManager.hist_file = ":memory:"
-    instance = InteractiveShell.instance(config=config)
-    yield instance
-    cast(Any, instance).reset(new_session=False)
-    InteractiveShell.clear_instance()
 
 
 @pytest.fixture
