@@ -231,6 +231,45 @@ class Client:
         )
         return model
 
+    def set_scaling(
+        self,
+        model_id: str,
+        *,
+        replicas: int | None = None,
+        min_replicas: int | None = None,
+        max_replicas: int | None = None,
+        target_ongoing_requests: float | None = None,
+    ) -> dict[str, Any]:
+        """A fixed ``replicas`` count, or autoscaling bounds (Ray backend only); returns the model.
+
+        Only the autoscaling values given are sent, so the server's defaults and range checks
+        stay the single source of truth; mixing the two forms fails here, before any request.
+        """
+        autoscaling = {
+            key: value
+            for key, value in (
+                ("min_replicas", min_replicas),
+                ("max_replicas", max_replicas),
+                ("target_ongoing_requests", target_ongoing_requests),
+            )
+            if value is not None
+        }
+        if replicas is not None and autoscaling:
+            raise ValueError(
+                "set_scaling takes replicas (a fixed count) or autoscaling arguments, not both: "
+                f"got replicas with {', '.join(autoscaling)}"
+            )
+        if replicas is None and not autoscaling:
+            raise ValueError(
+                "set_scaling needs replicas=N for a fixed count, or max_replicas=N (with optional "
+                "min_replicas and target_ongoing_requests) for autoscaling"
+            )
+        body: dict[str, Any] = (
+            {"replicas": replicas} if replicas is not None else {"autoscaling": autoscaling}
+        )
+        model: dict[str, Any] = self._json("PUT", f"/v1/models/{model_id}/scaling", json=body)
+        return model
+
     # -- tokens -------------------------------------------------------------------------------
     def create_token(self, model_id: str) -> dict[str, str]:
         token: dict[str, str] = self._json("POST", f"/v1/models/{model_id}/tokens")

@@ -3,7 +3,10 @@
 ``server`` is one real ``easytensor serve`` process for the whole session (a short predict
 timeout and a small body limit, so the error paths are quick to reach); ``spawn_server`` starts
 more when a test needs its own home, options, or to kill the server. Every server is stopped,
-workers included, when its fixture ends. Helpers live in ``bundles.py`` and ``servers.py``.
+workers included, when its fixture ends. ``postgres_url`` is a real PostgreSQL started for the
+session from Debian's package (tests that use it are skipped where none is installed), and
+``postgres_db`` a fresh empty database on it for one test. Helpers live in ``bundles.py``,
+``servers.py`` and ``postgres.py``.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from bundles import Bundle, make_bundle
+from postgres import PostgresUnavailable, create_database, drop_database, start_postgres
 from servers import RunningServer, start_server
 
 SESSION_SERVER_ARGS = ("--predict-timeout", "3", "--max-body-mb", "4", "--max-upload-mb", "4")
@@ -121,3 +125,26 @@ def shell() -> Iterator[Any]:
     yield instance
     instance.reset(new_session=False)
     InteractiveShell.clear_instance()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL for the session (skipped where none is installed): its admin URL."""
+    try:
+        running = start_postgres()
+    except PostgresUnavailable as exc:
+        pytest.skip(str(exc))
+    try:
+        yield running.url()
+    finally:
+        running.stop()
+
+
+@pytest.fixture
+def postgres_db(postgres_url: str) -> Iterator[str]:
+    """A new, empty database on the session's PostgreSQL, dropped after the test: its URL."""
+    url = create_database(postgres_url)
+    try:
+        yield url
+    finally:
+        drop_database(postgres_url, url)

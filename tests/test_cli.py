@@ -14,6 +14,11 @@ import torch
 from conftest import RunningServer
 from safetensors.torch import save_model
 
+from easytensor_jupyter.cli import build_parser
+from easytensor_jupyter.cli import main as cli_main
+from easytensor_jupyter.cli.models import describe_scaling
+from easytensor_jupyter.client import Client, EasyTensorError
+
 QUICKSTART = Path(__file__).parents[1] / "examples" / "quickstart"
 
 
@@ -169,3 +174,129 @@ def test_unreachable_server_is_a_plain_error(tmp_path: Path) -> None:
     )
     assert proc.returncode == 1
     assert "Cannot reach the EasyTensor server at http://127.0.0.1:9" in proc.stderr
+
+
+FIXED = {
+    "id": "news-classifier-3fa2b1",
+    "scaling": {"replicas": 2, "autoscaling": None},
+    "backend": "local",
+    "replicas_running": 1,
+}
+AUTO = {
+    "id": "news-classifier-3fa2b1",
+    "scaling": {
+        "replicas": None,
+        "autoscaling": {"min_replicas": 0, "max_replicas": 4, "target_ongoing_requests": 2.0},
+    },
+    "backend": "ray",
+    "replicas_running": 3,
+}
+
+
+@pytest.mark.parametrize(
+    ("model", "line"),
+    [
+        (FIXED, "2 replicas (fixed), 1 running, backend local"),
+        (AUTO, "autoscaling 0 to 4 replicas, target 2 in flight, 3 running, backend ray"),
+        (
+            {"scaling": {"replicas": 1, "autoscaling": None}, "replicas_running": 0},
+            "1 replica (fixed), 0 running",
+        ),
+        (
+            {"scaling": {"autoscaling": {"max_replicas": 8, "target_ongoing_requests": 1.5}}},
+            "autoscaling 1 to 8 replicas, target 1.5 in flight",
+        ),
+        ({"id": "old-server-model", "versions": []}, ""),
+    ],
+)
+def test_describe_scaling(model: dict[str, Any], line: str) -> None:
+    assert describe_scaling(model) == line
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--replicas", "2"], (2, None, None, None)),
+        (["--min", "0", "--max", "4", "--target", "2.5"], (None, 0, 4, 2.5)),
+        (["--max", "4"], (None, None, 4, None)),
+    ],
+)
+def test_models_scale_parses_one_form(
+    argv: list[str], expected: tuple[int | None, int | None, int | None, float | None]
+) -> None:
+    args = build_parser().parse_args(["models", "scale", "news", *argv])
+    assert args.model == "news"
+    assert (
+        args.replicas,
+        args.min_replicas,
+        args.max_replicas,
+        args.target_ongoing_requests,
+    ) == expected
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([], "one of the arguments --replicas --max is required"),
+        (["--replicas", "2", "--max", "4"], "not allowed with argument"),
+        (["--min", "0"], "one of the arguments --replicas --max is required"),
+        (["--replicas", "2", "--min", "1"], "--min and --target go with --max"),
+        (["--replicas", "2", "--target", "3"], "--min and --target go with --max"),
+    ],
+)
+def test_models_scale_refuses_mixed_forms_before_connecting(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        cli_main(["models", "scale", "news", "--url", "http://127.0.0.1:9", *argv])
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_models_scale_resolves_the_name_and_prints_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    calls: list[tuple[str, dict[str, Any]]] = []
+
+    def set_scaling(self: Client, model_id: str, **kwargs: Any) -> dict[str, Any]:
+        calls.append((model_id, kwargs))
+        return AUTO
+
+    monkeypatch.setattr(Client, "find_model", lambda self, name: {"id": AUTO["id"]})
+    monkeypatch.setattr(Client, "set_scaling", set_scaling)
+    base = ["models", "scale", "News classifier", "--url", "http://127.0.0.1:9", "--api-key", "k"]
+    assert cli_main([*base, "--min", "0", "--max", "4"]) == 0
+    assert calls == [
+        (
+            AUTO["id"],
+            {
+                "replicas": None,
+                "min_replicas": 0,
+                "max_replicas": 4,
+                "target_ongoing_requests": None,
+            },
+        )
+    ]
+    assert capsys.readouterr().out == (
+        "news-classifier-3fa2b1: autoscaling 0 to 4 replicas, target 2 in flight, "
+        "3 running, backend ray\n"
+    )
+    assert cli_main([*base, "--replicas", "2", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == AUTO
+
+
+def test_models_scale_shows_the_server_refusal_plainly(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def refuse(self: Client, model_id: str, **kwargs: Any) -> dict[str, Any]:
+        raise EasyTensorError(
+            "Autoscaling needs the Ray backend", status=422, code="scaling_unsupported"
+        )
+
+    monkeypatch.setattr(Client, "find_model", lambda self, name: {"id": "m-1"})
+    monkeypatch.setattr(Client, "set_scaling", refuse)
+    code = cli_main(["models", "scale", "m-1", "--max", "4", "--url", "http://127.0.0.1:9"])
+    assert code == 1
+    assert capsys.readouterr().err == (
+        "error: Autoscaling needs the Ray backend (HTTP 422, scaling_unsupported)\n"
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json as jsonlib
 import socket
 import threading
 import time
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from conftest import RunningServer
 
 from easytensor_jupyter import config
@@ -125,3 +127,62 @@ def test_every_route(server: RunningServer, tiny_model: dict[str, Any]) -> None:
     client.delete_model(model_id)
     with pytest.raises(EasyTensorError):
         client.get_model(model_id)
+
+
+class _RecordingSession:
+    """Records the exact call the client makes; what the route does is the server tests' job."""
+
+    def __init__(self, answer: dict[str, Any]) -> None:
+        self.answer = answer
+        self.calls: list[tuple[str, str, Any]] = []
+
+    def request(self, method: str, url: str, *, json: Any = None, **_: Any) -> requests.Response:
+        self.calls.append((method, url, json))
+        response = requests.Response()
+        response.status_code = 200
+        response._content = jsonlib.dumps(self.answer).encode()
+        return response
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({}, "needs replicas=N for a fixed count, or max_replicas=N"),
+        ({"replicas": 2, "max_replicas": 4}, "not both: got replicas with max_replicas"),
+        (
+            {"replicas": 1, "min_replicas": 0, "target_ongoing_requests": 3.0},
+            "got replicas with min_replicas, target_ongoing_requests",
+        ),
+    ],
+)
+def test_set_scaling_rejects_mixed_or_missing_forms_before_any_request(
+    kwargs: dict[str, Any], message: str
+) -> None:
+    client = Client("http://127.0.0.1:9", "k")
+    session = _RecordingSession({})
+    client.session = session  # type: ignore[assignment]
+    with pytest.raises(ValueError, match=message):
+        client.set_scaling("m-1", **kwargs)
+    assert session.calls == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "body"),
+    [
+        ({"replicas": 2}, {"replicas": 2}),
+        ({"max_replicas": 4}, {"autoscaling": {"max_replicas": 4}}),
+        (
+            {"min_replicas": 0, "max_replicas": 4, "target_ongoing_requests": 2.5},
+            {"autoscaling": {"min_replicas": 0, "max_replicas": 4, "target_ongoing_requests": 2.5}},
+        ),
+    ],
+)
+def test_set_scaling_sends_one_form_and_returns_the_model(
+    kwargs: dict[str, Any], body: dict[str, Any]
+) -> None:
+    model = {"id": "m-1", "scaling": {"replicas": 2, "autoscaling": None}, "replicas_running": 1}
+    client = Client("http://127.0.0.1:9", "k")
+    session = _RecordingSession(model)
+    client.session = session  # type: ignore[assignment]
+    assert client.set_scaling("m-1", **kwargs) == model
+    assert session.calls == [("PUT", "http://127.0.0.1:9/v1/models/m-1/scaling", body)]

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import threading
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import pytest
 from bundles import Bundle
@@ -21,7 +19,7 @@ from easytensor_jupyter.inference.protocol import (
     send_frame,
 )
 from easytensor_jupyter.inference.routes_predict import _worker_error
-from easytensor_jupyter.inference.store import ConflictError, NotFoundError, Store, content_key
+from easytensor_jupyter.inference.store import Store
 from easytensor_jupyter.inference.upload import BodyBridge
 from easytensor_jupyter.inference.workers import (
     WorkerBusy,
@@ -70,79 +68,6 @@ class _Reader:
         size = len(self.data) if size < 0 else size
         out, self.data = bytes(self.data[:size]), self.data[size:]
         return out
-
-
-def test_store_versions_and_garbage_collection(
-    tmp_path: Path, bundle_factory: Callable[..., Bundle]
-) -> None:
-    store = Store(tmp_path / "store")
-    store.open()
-    first = bundle_factory(name="Net", init_kwargs={"tag": "a"})
-    second = bundle_factory(name="Net", init_kwargs={"tag": "b"}, seed=1)
-    sinks = [_ingest(store, first), _ingest(store, second)]
-    created = store.create_version(first.manifest)
-    assert created.model_id.startswith("net-") and created.version == 1
-    assert store.find_unchanged(first.manifest) == created.__class__(
-        created.model_id, "Net", 1, unchanged=True
-    )
-    assert store.create_version(second.manifest).version == 2
-    assert store.create_version(second.manifest).unchanged
-    assert store.create_version(second.manifest, force=True).version == 3
-    for sink in sinks:
-        sink.release()
-    assert content_key(first.manifest) != content_key(second.manifest)
-
-    model = store.get_model(created.model_id)
-    assert [v.version for v in model.versions] == [1, 2, 3] and model.default_version == 3
-    with pytest.raises(ConflictError):
-        store.delete_version(created.model_id, 3)
-    store.set_default(created.model_id, 1)
-    assert store.delete_version(created.model_id, 2) == "version"
-    assert store.delete_version(created.model_id, 3) == "version"
-    weights_b = second.manifest.files["weights.safetensors"].sha256
-    assert not store.blobs.has(weights_b), "a blob no version uses is removed"
-    assert store.resolve_version(created.model_id, None).version == 1
-    with pytest.raises(NotFoundError):
-        store.resolve_version(created.model_id, 2)
-    assert store.delete_version(created.model_id, 1) == "model"
-    with pytest.raises(NotFoundError):
-        store.get_model(created.model_id)
-    assert store.blobs.all_hashes() == set()
-
-
-def test_pinned_blobs_survive_collection(
-    tmp_path: Path, bundle_factory: Callable[..., Bundle]
-) -> None:
-    store = Store(tmp_path / "store")
-    store.open()
-    bundle = bundle_factory(name="pinned")
-    sink = _ingest(store, bundle)
-    hashes = {e.sha256 for e in bundle.manifest.files.values()}
-    assert store.collect(hashes) == []
-    sink.release()
-    assert sorted(store.collect(hashes)) == sorted(hashes)
-
-
-def test_concurrent_create_version_threads(
-    tmp_path: Path, bundle_factory: Callable[..., Bundle]
-) -> None:
-    store = Store(tmp_path / "store")
-    store.open()
-    bundles = [bundle_factory(name="race", init_kwargs={"tag": str(i)}) for i in range(6)]
-    for bundle in bundles:
-        _ingest(store, bundle)
-    versions: list[int] = []
-    threads = [
-        threading.Thread(
-            target=lambda b=b: versions.append(store.create_version(b.manifest).version)
-        )
-        for b in bundles
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert sorted(versions) == [1, 2, 3, 4, 5, 6]
 
 
 def test_body_bridge_applies_backpressure() -> None:

@@ -30,6 +30,13 @@ def add_parser(sub: Any) -> None:
     )
     parser.add_argument("--store", type=Path, help="store folder (default: $EASYTENSOR_HOME/store)")
     parser.add_argument(
+        "--db",
+        metavar="URL",
+        help="keep the registry (models, versions, tokens) in PostgreSQL, so several servers "
+        "with the same --store folder share it: postgresql://user@host[:port]/database (a "
+        "password is better kept in PGPASSWORD or ~/.pgpass; default: SQLite in the store folder)",
+    )
+    parser.add_argument(
         "--predict-timeout",
         type=_positive,
         default=30.0,
@@ -151,6 +158,7 @@ def _run(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         store=args.store,
+        db=args.db,
         predict_timeout=args.predict_timeout,
         load_timeout=args.load_timeout,
         max_body_mb=args.max_body_mb,

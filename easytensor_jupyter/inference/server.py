@@ -22,10 +22,11 @@ import uvicorn
 
 from easytensor_jupyter import config
 from easytensor_jupyter.inference.app import create_app
+from easytensor_jupyter.inference.blobs import StoreFull
 from easytensor_jupyter.inference.fastpath import PredictFastPath
 from easytensor_jupyter.inference.sandbox import resolve_user
 from easytensor_jupyter.inference.state import Settings
-from easytensor_jupyter.inference.store import Store
+from easytensor_jupyter.inference.store import ConflictError, RegistryError, Store
 
 __all__ = ["ServeOptions", "run"]
 
@@ -38,6 +39,7 @@ class ServeOptions:
     host: str = "127.0.0.1"
     port: int = config.DEFAULT_PORT
     store: Path | None = None
+    db: str | None = None
     predict_timeout: float = 30.0
     load_timeout: float = 300.0
     max_body_mb: float = 100.0
@@ -175,8 +177,13 @@ def run(options: ServeOptions) -> int:
     except ValueError as exc:
         print(str(exc), file=sys.stderr)
         return 1
-    store = Store(store_path)
-    store.open()
+    try:
+        store = Store(store_path, options.db)
+        store.open()
+    except (ValueError, RegistryError, ConflictError, StoreFull) as exc:
+        print(" ".join(str(exc).split()), file=sys.stderr)
+        return 1
+    _say(f"Registry: {store.describe()}")
     _private(store_path)
     _private(config.home())
     settings = Settings(

@@ -1,3 +1,5 @@
+import { IModel } from './types';
+
 const BYTE_UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
 
 export function formatBytes(bytes: number | null | undefined): string {
@@ -70,4 +72,31 @@ export function formatPredictions(
   }
   const text = JSON.stringify(shown, null, 2);
   return text === undefined ? String(shown) : text;
+}
+
+/**
+ * The model's scaling in the CLI's words (`easytensor models scale`), so
+ * both read the same. Null when an older server sends none of the fields.
+ */
+export function formatScaling(
+  model: Pick<IModel, 'scaling' | 'backend' | 'replicas_running'>
+): string | null {
+  const parts: string[] = [];
+  const auto = model.scaling?.autoscaling;
+  const fixed = model.scaling?.replicas;
+  if (auto) {
+    parts.push(
+      `autoscaling ${auto.min_replicas} to ${auto.max_replicas} replicas, ` +
+        `target ${auto.target_ongoing_requests} in flight`
+    );
+  } else if (typeof fixed === 'number') {
+    parts.push(`${plural(fixed, 'replica')} (fixed)`);
+  }
+  if (typeof model.replicas_running === 'number') {
+    parts.push(`${model.replicas_running} running`);
+  }
+  if (model.backend) {
+    parts.push(model.backend);
+  }
+  return parts.length ? parts.join(' · ') : null;
 }

@@ -1,6 +1,6 @@
 import { buildCurl } from './curl';
 import { button, clearError, copyButton, h, showError } from './dom';
-import { formatLatency, plural } from './format';
+import { formatLatency, formatScaling, plural } from './format';
 import { Playground } from './playground';
 import { IUiServices } from './services';
 import { TokenSection } from './tokens';
@@ -50,6 +50,7 @@ export class ModelView {
       },
       h('div', { className: 'jp-EasyTensor-detailHeader' }, this.title, remove),
       this.summary,
+      this.scaling,
       this.actionErrorSlot,
       h('h3', { className: 'jp-EasyTensor-sectionTitle', text: 'Endpoint' }),
       this.endpoint,
@@ -92,6 +93,9 @@ export class ModelView {
           `last ${formatLatency(m.stats?.last_latency_ms)}`
       })
     );
+    const scaling = formatScaling(m);
+    this.scaling.textContent = scaling ? `Scaling: ${scaling}` : '';
+    this.scaling.hidden = scaling === null;
     this.endpoint.textContent = m.endpoint;
     this.versionsSlot.replaceChildren(
       renderVersions(m, {
@@ -177,6 +181,9 @@ export class ModelView {
   private readonly tokens: TokenSection;
   private readonly title = h('div', { className: 'jp-EasyTensor-detailTitle' });
   private readonly summary = h('div', { className: 'jp-EasyTensor-summary' });
+  private readonly scaling = h('div', {
+    className: 'jp-EasyTensor-scaling jp-EasyTensor-muted'
+  });
   private readonly actionErrorSlot = h('div', {
     className: 'jp-EasyTensor-slot'
   });

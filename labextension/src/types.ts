@@ -27,6 +27,20 @@ export interface IModelStats {
   last_latency_ms: number | null;
 }
 
+/** Exactly one of the two is set: a fixed count, or autoscaling bounds (Ray backend). */
+export interface IModelScaling {
+  replicas: number | null;
+  autoscaling: IAutoscaling | null;
+}
+
+export interface IAutoscaling {
+  min_replicas: number;
+  max_replicas: number;
+  target_ongoing_requests: number;
+}
+
+export type ServingBackend = 'local' | 'ray';
+
 export interface IModel {
   id: string;
   name: string;
@@ -37,6 +51,11 @@ export interface IModel {
   endpoint: string;
   stats: IModelStats;
   versions: IModelVersion[];
+  /** Optional since older servers do not send them. */
+  scaling?: IModelScaling;
+  backend?: ServingBackend;
+  /** Live Ray replicas or local worker processes serving the default version. */
+  replicas_running?: number;
 }
 
 export interface IModelList {

@@ -3,6 +3,7 @@ import {
   formatDate,
   formatLatency,
   formatPredictions,
+  formatScaling,
   plural
 } from '../format';
 
@@ -73,5 +74,59 @@ describe('formatPredictions', () => {
 
   it('keeps the list for several instances', () => {
     expect(formatPredictions([1, 2], 2)).toBe('[\n  1,\n  2\n]');
+  });
+});
+
+describe('formatScaling', () => {
+  it('describes a fixed count in the words of the CLI', () => {
+    expect(
+      formatScaling({
+        scaling: { replicas: 2, autoscaling: null },
+        backend: 'local',
+        replicas_running: 1
+      })
+    ).toBe('2 replicas (fixed) · 1 running · local');
+    expect(
+      formatScaling({
+        scaling: { replicas: 1, autoscaling: null },
+        backend: 'local',
+        replicas_running: 0
+      })
+    ).toBe('1 replica (fixed) · 0 running · local');
+  });
+
+  it('describes autoscaling bounds and target', () => {
+    expect(
+      formatScaling({
+        scaling: {
+          replicas: null,
+          autoscaling: {
+            min_replicas: 0,
+            max_replicas: 4,
+            target_ongoing_requests: 2.0
+          }
+        },
+        backend: 'ray',
+        replicas_running: 3
+      })
+    ).toBe('autoscaling 0 to 4 replicas, target 2 in flight · 3 running · ray');
+    expect(
+      formatScaling({
+        scaling: {
+          replicas: null,
+          autoscaling: {
+            min_replicas: 1,
+            max_replicas: 8,
+            target_ongoing_requests: 1.5
+          }
+        }
+      })
+    ).toBe('autoscaling 1 to 8 replicas, target 1.5 in flight');
+  });
+
+  it('leaves out what an older server does not send', () => {
+    expect(formatScaling({})).toBeNull();
+    expect(formatScaling({ replicas_running: 2 })).toBe('2 running');
+    expect(formatScaling({ backend: 'ray' })).toBe('ray');
   });
 });

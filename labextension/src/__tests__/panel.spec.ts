@@ -235,6 +235,29 @@ describe('EasyTensorPanel detail', () => {
     panel.dispose();
   });
 
+  it('shows how the model is scaled', async () => {
+    const scaled = model({
+      scaling: { replicas: 2, autoscaling: null },
+      backend: 'local',
+      replicas_running: 1
+    });
+    const { panel, $ } = await selected(fakeApi([scaled]));
+    const line = $('.jp-EasyTensor-scaling')!;
+    expect(line.textContent).toBe(
+      'Scaling: 2 replicas (fixed) · 1 running · local'
+    );
+    expect(line.hidden).toBe(false);
+    panel.dispose();
+  });
+
+  it('hides the scaling line for a server that does not report it', async () => {
+    const { panel, $ } = await selected();
+    const line = $('.jp-EasyTensor-scaling')!;
+    expect(line.hidden).toBe(true);
+    expect(line.textContent).toBe('');
+    panel.dispose();
+  });
+
   it('copies the curl command', async () => {
     const { panel, $, services } = await selected();
     $<HTMLButtonElement>('.jp-EasyTensor-copy')!.click();

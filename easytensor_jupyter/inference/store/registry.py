@@ -1,205 +1,93 @@
-"""Models, versions and tokens in SQLite; the files themselves in a ``BlobStore``.
+"""Models, versions and tokens in a database; the files themselves in a ``BlobStore``.
 
-A version row is written in one ``BEGIN IMMEDIATE`` transaction after its blobs are in place,
-so a crash at any point leaves either the whole version or none of it, and two uploads of one
-name serialise on the write lock and get consecutive numbers. Version numbers never repeat:
-``last_version`` only grows, so a deleted number is not handed out again.
+A version row is written in one write transaction after its blobs are in place, so a crash at
+any point leaves either the whole version or none of it, and two uploads of one name serialise
+on the write lock and get consecutive numbers. Version numbers never repeat: ``last_version``
+only grows, so a deleted number is not handed out again.
+
+Several server processes may share one registry (PostgreSQL) and one blob folder. Pins are per
+process, so a server cannot see another's upload in flight: blob collection therefore runs under
+the write lock, ``create_version`` checks under the same lock that its blobs still exist, and
+the sweep at open spares unreferenced blobs younger than ``SHARED_GRACE_S``, which may belong to
+an upload another server has not committed yet.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import re
 import secrets
-import sqlite3
-import threading
 import time
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import orjson
 
 from easytensor_jupyter.bundle import Manifest
-from easytensor_jupyter.inference.blobs import BlobStore, StoreFull
+from easytensor_jupyter.inference.blobs import BlobStore
+from easytensor_jupyter.inference.store.database import (
+    Connection,
+    PostgresDatabase,
+    SqliteDatabase,
+    open_database,
+)
+from easytensor_jupyter.inference.store.migrations import migrate
+from easytensor_jupyter.inference.store.records import (
+    ConflictError,
+    CreateResult,
+    ModelRecord,
+    NotFoundError,
+    TokenRecord,
+    VersionRecord,
+    content_key,
+    now_iso,
+    slug,
+)
 
-__all__ = [
-    "ConflictError",
-    "CreateResult",
-    "ModelRecord",
-    "NotFoundError",
-    "Store",
-    "TokenRecord",
-    "VersionRecord",
-    "content_key",
-    "now_iso",
-]
+__all__ = ["SHARED_GRACE_S", "Store"]
 
-DB_NAME = "easytensor.sqlite3"
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS models (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL UNIQUE,
-    default_version INTEGER NOT NULL,
-    last_version INTEGER NOT NULL,
-    created_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS versions (
-    model_id TEXT NOT NULL REFERENCES models(id) ON DELETE CASCADE,
-    version INTEGER NOT NULL,
-    created_at TEXT NOT NULL,
-    manifest TEXT NOT NULL,
-    content_key TEXT NOT NULL,
-    size_bytes INTEGER NOT NULL,
-    PRIMARY KEY (model_id, version)
-);
-CREATE TABLE IF NOT EXISTS version_files (
-    model_id TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    name TEXT NOT NULL,
-    sha256 TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    PRIMARY KEY (model_id, version, name),
-    FOREIGN KEY (model_id, version) REFERENCES versions(model_id, version) ON DELETE CASCADE
-);
-CREATE INDEX IF NOT EXISTS version_files_sha ON version_files(sha256);
-CREATE TABLE IF NOT EXISTS tokens (
-    id TEXT PRIMARY KEY,
-    model_id TEXT NOT NULL REFERENCES models(id) ON DELETE CASCADE,
-    token_hash TEXT NOT NULL UNIQUE,
-    created_at TEXT NOT NULL,
-    revoked_at TEXT,
-    last_used_at TEXT
-);
-"""
-
-
-class NotFoundError(LookupError):
-    pass
-
-
-class ConflictError(RuntimeError):
-    pass
-
-
-def now_iso() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def content_key(manifest: Manifest) -> str:
-    """What makes two uploads the same model: files, class, constructor arguments, batching."""
-    key = {
-        "files": {name: entry.sha256 for name, entry in sorted(manifest.files.items())},
-        "class_name": manifest.class_name,
-        "init_args": manifest.init_args,
-        "init_kwargs": manifest.init_kwargs,
-        "batching": manifest.batching.model_dump() if manifest.batching else None,
-    }
-    return hashlib.sha256(orjson.dumps(key, option=orjson.OPT_SORT_KEYS)).hexdigest()
-
-
-def _slug(name: str) -> str:
-    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40].strip("-")
-    return slug or "model"
-
-
-@dataclass(frozen=True)
-class VersionRecord:
-    model_id: str
-    version: int
-    created_at: str
-    manifest: Manifest
-    size_bytes: int
-
-
-@dataclass(frozen=True)
-class ModelRecord:
-    id: str
-    name: str
-    default_version: int
-    created_at: str
-    versions: list[VersionRecord]
-
-    def version(self, number: int) -> VersionRecord | None:
-        return next((v for v in self.versions if v.version == number), None)
-
-    @property
-    def size_bytes(self) -> int:
-        """Bytes on disk: a blob shared by several versions counts once."""
-        sizes = {e.sha256: e.size for v in self.versions for e in v.manifest.files.values()}
-        return sum(sizes.values())
-
-
-@dataclass(frozen=True)
-class TokenRecord:
-    id: str
-    model_id: str
-    created_at: str
-    revoked: bool
-    last_used_at: str | None
-
-
-@dataclass(frozen=True)
-class CreateResult:
-    model_id: str
-    name: str
-    version: int
-    unchanged: bool
+SHARED_GRACE_S = 3600.0
+_CHUNK = 500
+_MODEL_COLUMNS = "id, name, default_version, created_at, scaling"
 
 
 class Store:
     """The server's persistent state; safe to use from the event loop and worker threads."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, db_url: str | None = None) -> None:
         self.root = root
         self.blobs = BlobStore(root)
-        self.db_path = root / DB_NAME
-        self._local = threading.local()
+        self.db = open_database(root, db_url)
+        self.db_path = self.db.path if isinstance(self.db, SqliteDatabase) else None
+        self.shared = isinstance(self.db, PostgresDatabase)
         self._manifests: dict[tuple[str, int], Manifest] = {}
+
+    def describe(self) -> str:
+        """Where the registry and the blobs are, for logs: never a password."""
+        return f"{self.db.describe()}, blobs in {self.blobs.blob_dir}"
 
     def open(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         self.blobs.prepare()
-        conn = self._conn()
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.executescript(_SCHEMA)
-        self.collect(self.blobs.all_hashes())
-
-    def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA busy_timeout=10000")
-            conn.execute("PRAGMA foreign_keys=ON")
-            conn.execute("PRAGMA synchronous=FULL")
-            self._local.conn = conn
-        return conn
-
-    @contextlib.contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        conn = self._conn()
-        for attempt in range(50):
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                break
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) and "busy" not in str(exc):
-                    raise
-                time.sleep(min(0.01 * (attempt + 1), 0.2))
+        self.db.prepare()
+        migrate(self.db)
+        if self.shared:
+            self.collect(self._settled_blobs(SHARED_GRACE_S))
         else:
-            raise ConflictError("the store is busy; try again")
-        try:
-            yield conn
-            conn.execute("COMMIT")
-        except BaseException as exc:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.OperationalError) and "full" in str(exc):
-                raise StoreFull(f"SQLite: {exc}") from exc
-            raise
+            self.collect(self.blobs.all_hashes())
+
+    def _settled_blobs(self, grace_s: float) -> set[str]:
+        """Blobs untouched for ``grace_s``: older than any upload still in flight elsewhere."""
+        cutoff = time.time() - grace_s
+        settled = set()
+        for sha in self.blobs.all_hashes():
+            with contextlib.suppress(OSError):
+                if self.blobs.path(sha).stat().st_mtime < cutoff:
+                    settled.add(sha)
+        return settled
+
+    def _conn(self) -> Connection:
+        return self.db.connection()
 
     def _manifest(self, model_id: str, version: int, raw: str) -> Manifest:
         key = (model_id, version)
@@ -208,7 +96,7 @@ class Store:
             cached = self._manifests[key] = Manifest.model_validate_json(raw)
         return cached
 
-    def _versions(self, conn: sqlite3.Connection, model_id: str) -> list[VersionRecord]:
+    def _versions(self, conn: Connection, model_id: str) -> list[VersionRecord]:
         rows = conn.execute(
             "SELECT version, created_at, manifest, size_bytes FROM versions "
             "WHERE model_id = ? ORDER BY version",
@@ -219,7 +107,7 @@ class Store:
             for v, created, raw, size in rows
         ]
 
-    def _latest_key(self, conn: sqlite3.Connection, name: str) -> tuple[str, int, str] | None:
+    def _latest_key(self, conn: Connection, name: str) -> tuple[str, int, str] | None:
         row = conn.execute(
             "SELECT m.id, v.version, v.content_key FROM models m JOIN versions v "
             "ON v.model_id = m.id WHERE m.name = ? ORDER BY v.version DESC LIMIT 1",
@@ -240,10 +128,11 @@ class Store:
         raw = manifest.model_dump_json()
         size = sum(e.size for e in manifest.files.values())
         created = now_iso()
-        with self._write() as conn:
+        with self.db.write() as conn:
             latest = self._latest_key(conn, manifest.name)
             if latest and latest[2] == key and not force:
                 return CreateResult(latest[0], manifest.name, latest[1], unchanged=True)
+            self._require_blobs(manifest)
             row = conn.execute(
                 "SELECT id, last_version FROM models WHERE name = ?", (manifest.name,)
             ).fetchone()
@@ -273,28 +162,40 @@ class Store:
             )
         return CreateResult(model_id, manifest.name, version, unchanged=False)
 
+    def _require_blobs(self, manifest: Manifest) -> None:
+        """Under the write lock, so no collection can run between this check and the commit."""
+        gone = sorted(n for n, e in manifest.files.items() if not self.blobs.has(e.sha256))
+        if gone:
+            raise ConflictError(
+                f"the files {', '.join(gone)} of {manifest.name!r} were removed from the store "
+                "while the upload was in progress (another server deleted the last model that "
+                "used them); upload again"
+            )
+
     @staticmethod
-    def _new_model_id(conn: sqlite3.Connection, name: str) -> str:
+    def _new_model_id(conn: Connection, name: str) -> str:
         while True:
-            candidate = f"{_slug(name)}-{secrets.token_hex(3)}"
+            candidate = f"{slug(name)}-{secrets.token_hex(3)}"
             if conn.execute("SELECT 1 FROM models WHERE id = ?", (candidate,)).fetchone() is None:
                 return candidate
 
-    def _model(self, conn: sqlite3.Connection, row: tuple[str, str, int, str]) -> ModelRecord:
-        model_id, name, default, created = row
-        return ModelRecord(model_id, name, default, created, self._versions(conn, model_id))
+    def _model(self, conn: Connection, row: tuple[Any, ...]) -> ModelRecord:
+        model_id, name, default, created, scaling = row
+        versions = self._versions(conn, model_id)
+        parsed = orjson.loads(scaling) if scaling is not None else None
+        return ModelRecord(model_id, name, default, created, versions, parsed)
 
     def list_models(self) -> list[ModelRecord]:
         conn = self._conn()
         rows = conn.execute(
-            "SELECT id, name, default_version, created_at FROM models ORDER BY created_at, id"
+            f"SELECT {_MODEL_COLUMNS} FROM models ORDER BY created_at, id"
         ).fetchall()
         return [self._model(conn, r) for r in rows]
 
     def get_model(self, model_id: str) -> ModelRecord:
         conn = self._conn()
         row = conn.execute(
-            "SELECT id, name, default_version, created_at FROM models WHERE id = ?", (model_id,)
+            f"SELECT {_MODEL_COLUMNS} FROM models WHERE id = ?", (model_id,)
         ).fetchone()
         if row is None:
             raise NotFoundError(f"no model {model_id!r}")
@@ -327,12 +228,30 @@ class Store:
         return int(self._conn().execute("SELECT count(*) FROM models").fetchone()[0])
 
     def set_default(self, model_id: str, version: int) -> None:
-        with self._write() as conn:
+        with self.db.write() as conn:
             self._require_version(conn, model_id, version)
             conn.execute("UPDATE models SET default_version = ? WHERE id = ?", (version, model_id))
 
+    def set_scaling(self, model_id: str, scaling: dict[str, Any] | None) -> None:
+        """Keep the model's scaling settings (a JSON object), or clear them with None."""
+        if scaling is not None and not isinstance(scaling, dict):
+            raise ValueError(
+                f"scaling for {model_id!r} must be a JSON object (a dict) or None, "
+                f"not {type(scaling).__name__}"
+            )
+        try:
+            raw = None if scaling is None else orjson.dumps(scaling, option=orjson.OPT_SORT_KEYS)
+        except TypeError as exc:
+            raise ValueError(f"scaling for {model_id!r} is not JSON: {exc}") from exc
+        text = None if raw is None else raw.decode()
+        with self.db.write() as conn:
+            if not conn.execute(
+                "UPDATE models SET scaling = ? WHERE id = ?", (text, model_id)
+            ).rowcount:
+                raise NotFoundError(f"no model {model_id!r}")
+
     @staticmethod
-    def _require_version(conn: sqlite3.Connection, model_id: str, version: int) -> int:
+    def _require_version(conn: Connection, model_id: str, version: int) -> int:
         row = conn.execute(
             "SELECT default_version FROM models WHERE id = ?", (model_id,)
         ).fetchone()
@@ -345,7 +264,8 @@ class Store:
             raise NotFoundError(f"model {model_id!r} has no version {version}")
         return int(row[0])
 
-    def _hashes_of(self, conn: sqlite3.Connection, model_id: str, version: int | None) -> set[str]:
+    @staticmethod
+    def _hashes_of(conn: Connection, model_id: str, version: int | None) -> set[str]:
         sql = "SELECT sha256 FROM version_files WHERE model_id = ?"
         args: tuple[object, ...] = (model_id,)
         if version is not None:
@@ -354,7 +274,7 @@ class Store:
         return {r[0] for r in conn.execute(sql, args)}
 
     def delete_model(self, model_id: str) -> None:
-        with self._write() as conn:
+        with self.db.write() as conn:
             hashes = self._hashes_of(conn, model_id, None)
             if conn.execute("DELETE FROM models WHERE id = ?", (model_id,)).rowcount == 0:
                 raise NotFoundError(f"no model {model_id!r}")
@@ -363,7 +283,7 @@ class Store:
 
     def delete_version(self, model_id: str, version: int) -> Literal["version", "model"]:
         """Delete one version; the last one takes its model along, the default one is refused."""
-        with self._write() as conn:
+        with self.db.write() as conn:
             default = self._require_version(conn, model_id, version)
             count = conn.execute(
                 "SELECT count(*) FROM versions WHERE model_id = ?", (model_id,)
@@ -386,18 +306,30 @@ class Store:
         return what
 
     def referenced(self, hashes: set[str]) -> set[str]:
-        conn = self._conn()
-        found: set[str] = set()
-        items = sorted(hashes)
-        for start in range(0, len(items), 500):
-            chunk = items[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            sql = f"SELECT DISTINCT sha256 FROM version_files WHERE sha256 IN ({marks})"
-            found.update(r[0] for r in conn.execute(sql, chunk))
-        return found
+        return self._referenced(self._conn())(hashes)
+
+    @staticmethod
+    def _referenced(conn: Connection) -> Callable[[set[str]], set[str]]:
+        def referenced(hashes: set[str]) -> set[str]:
+            found: set[str] = set()
+            items = sorted(hashes)
+            for start in range(0, len(items), _CHUNK):
+                chunk = items[start : start + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                sql = f"SELECT DISTINCT sha256 FROM version_files WHERE sha256 IN ({marks})"
+                found.update(r[0] for r in conn.execute(sql, chunk))
+            return found
+
+        return referenced
 
     def collect(self, candidates: Iterable[str]) -> list[str]:
-        return self.blobs.collect(candidates, self.referenced)
+        """Remove candidates no version uses; under the write lock, so that another server
+        cannot commit a version using one of them between our check and the unlink."""
+        wanted = set(candidates)
+        if not wanted:
+            return []
+        with self.db.write() as conn:
+            return self.blobs.collect(wanted, self._referenced(conn))
 
     def missing(self, hashes: Iterable[str]) -> list[str]:
         return [h for h in dict.fromkeys(hashes) if not self.blobs.has(h)]
@@ -405,7 +337,7 @@ class Store:
     def add_token(self, model_id: str, token_hash: str) -> TokenRecord:
         token_id = "tok_" + secrets.token_hex(6)
         created = now_iso()
-        with self._write() as conn:
+        with self.db.write() as conn:
             if conn.execute("SELECT 1 FROM models WHERE id = ?", (model_id,)).fetchone() is None:
                 raise NotFoundError(f"no model {model_id!r}")
             conn.execute(
@@ -424,7 +356,7 @@ class Store:
         return [TokenRecord(r[0], r[1], r[2], r[3] is not None, r[4]) for r in rows]
 
     def revoke_token(self, model_id: str, token_id: str) -> None:
-        with self._write() as conn:
+        with self.db.write() as conn:
             done = conn.execute(
                 "UPDATE tokens SET revoked_at = coalesce(revoked_at, ?) "
                 "WHERE id = ? AND model_id = ?",
@@ -448,14 +380,11 @@ class Store:
     def touch_tokens(self, used: dict[str, str]) -> None:
         if not used:
             return
-        with self._write() as conn:
+        with self.db.write() as conn:
             conn.executemany(
                 "UPDATE tokens SET last_used_at = ? WHERE id = ?",
                 [(when, token_id) for token_id, when in used.items()],
             )
 
     def close(self) -> None:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        self.db.close()
