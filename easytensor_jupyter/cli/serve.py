@@ -106,6 +106,33 @@ def add_parser(sub: Any) -> None:
         help="allow browser calls from this origin (repeatable; default: none)",
     )
     parser.add_argument("--device", default="cpu", help="torch device for workers (default cpu)")
+    ray = parser.add_argument_group("scale-out on Ray Serve (docs/scale-out.md)")
+    ray.add_argument(
+        "--backend",
+        choices=["local", "ray"],
+        default="local",
+        help="what runs the models: worker processes on this machine (default), or Ray Serve",
+    )
+    ray.add_argument(
+        "--ray-address",
+        metavar="ADDRESS",
+        help="the Ray cluster to join, e.g. 10.0.0.5:6379 (default: start a local Ray)",
+    )
+    ray.add_argument(
+        "--ray-namespace", default="easytensor", help="Ray namespace (default easytensor)"
+    )
+    ray.add_argument(
+        "--ray-replica-cpus",
+        type=float,
+        default=1.0,
+        help="CPUs Ray reserves for each replica (default 1)",
+    )
+    ray.add_argument(
+        "--ray-max-replicas-per-node",
+        type=int,
+        metavar="N",
+        help="at most N replicas of one version per node, to spread them out",
+    )
     group = parser.add_argument_group("worker sandbox (model code is untrusted)")
     group.add_argument(
         "--worker-user",
@@ -178,5 +205,10 @@ def _run(args: argparse.Namespace) -> int:
         worker_memory_mb=args.worker_memory_mb,
         worker_cpu_seconds=args.worker_cpu_seconds,
         worker_max_files=max(16, args.worker_max_files),
+        backend=args.backend,
+        ray_address=args.ray_address,
+        ray_namespace=args.ray_namespace,
+        ray_replica_cpus=args.ray_replica_cpus,
+        ray_max_replicas_per_node=args.ray_max_replicas_per_node,
     )
     return run(options)

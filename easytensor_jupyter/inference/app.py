@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from fastapi import FastAPI, Request
 from starlette.middleware.cors import CORSMiddleware
@@ -15,6 +16,7 @@ from easytensor_jupyter import config
 from easytensor_jupyter._version import __version__
 from easytensor_jupyter.inference import routes_models, routes_predict, routes_system, routes_tokens
 from easytensor_jupyter.inference.auth import Authenticator
+from easytensor_jupyter.inference.backend import ServingBackend
 from easytensor_jupyter.inference.blobs import StoreFull
 from easytensor_jupyter.inference.errors import (
     OrjsonResponse,
@@ -79,10 +81,8 @@ def _sandbox(settings: Settings) -> SandboxPolicy | None:
     )
 
 
-def create_app(settings: Settings, store: Store, admin_key: str) -> FastAPI:
-    """Build the app around an opened store; workers start on demand and stop with the app."""
-    metrics = Metrics()
-    pool = WorkerPool(
+def _local_pool(settings: Settings, store: Store, metrics: Metrics) -> WorkerPool:
+    return WorkerPool(
         predict_timeout=settings.predict_timeout,
         load_timeout=settings.load_timeout,
         idle_unload=settings.idle_unload,
@@ -98,7 +98,61 @@ def create_app(settings: Settings, store: Store, admin_key: str) -> FastAPI:
             if settings.worker_memory_mb
             else None
         ),
+        scaling_of=_scaling_lookup(store),
     )
+
+
+def _scaling_lookup(store: Store) -> Callable[[str], dict[str, Any] | None]:
+    def scaling_of(model_id: str) -> dict[str, Any] | None:
+        try:
+            return store.get_model(model_id).scaling
+        except NotFoundError:
+            return None
+
+    return scaling_of
+
+
+def _ray_backend(settings: Settings, store: Store) -> ServingBackend:
+    from easytensor_jupyter.inference.raybackend import RayBackend, RayOptions
+
+    replica = {
+        "device": settings.device,
+        "threads": settings.threads,
+        "predict_timeout": settings.predict_timeout,
+        "load_timeout": settings.load_timeout,
+        "max_pending": 256,
+        "sandbox": settings.sandbox,
+        "worker_user": settings.worker_user,
+        "worker_network": settings.worker_network,
+        "worker_max_files": settings.worker_max_files,
+        "worker_cpu_seconds": settings.worker_cpu_seconds,
+    }
+    options = RayOptions(
+        address=settings.ray_address,
+        namespace=settings.ray_namespace,
+        replica_cpus=settings.ray_replica_cpus,
+        max_replicas_per_node=settings.ray_max_replicas_per_node,
+        replica=replica,
+    )
+    return RayBackend(
+        options,
+        predict_timeout=settings.predict_timeout,
+        load_timeout=settings.load_timeout,
+        scaling_of=_scaling_lookup(store),
+    )
+
+
+def create_app(settings: Settings, store: Store, admin_key: str) -> FastAPI:
+    """Build the app around an opened store; workers start on demand and stop with the app.
+
+    With the Ray backend, the caller connects it (``state.pool.connect()``) before serving.
+    """
+    metrics = Metrics()
+    pool: ServingBackend
+    if settings.backend == "ray":
+        pool = _ray_backend(settings, store)
+    else:
+        pool = _local_pool(settings, store, metrics)
     metrics.track_workers(pool.count)
     state = AppState(settings, store, pool, Authenticator(admin_key, store), metrics)
 

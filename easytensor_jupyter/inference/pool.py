@@ -39,6 +39,8 @@ VersionStatus = Literal["ready", "loading", "idle", "failed"]
 
 
 class WorkerPool:
+    name = "local"
+
     def __init__(
         self,
         *,
@@ -54,7 +56,10 @@ class WorkerPool:
         workers_per_model: int = 1,
         sandbox: SandboxPolicy | None = None,
         watchdog: MemoryWatchdog | None = None,
+        scaling_of: Callable[[str], dict[str, Any] | None] | None = None,
     ) -> None:
+        self.scaling_of = scaling_of
+        self._per_model: dict[str, int] = {}
         self.sandbox = sandbox
         self.watchdog = watchdog
         self.predict_timeout = predict_timeout
@@ -81,6 +86,33 @@ class WorkerPool:
     def count(self) -> int:
         """Live workers serving or loading a model (the standby one not counted)."""
         return sum(1 for w in self._all if w.state != "dead" and w is not self._standby)
+
+    def replicas(self, key: Key) -> int:
+        """Live workers serving ``key``: its first one and its siblings."""
+        first = self._workers.get(key)
+        live = [w for w in [first, *self._siblings.get(key, ())] if w is not None]
+        return sum(1 for w in live if w.state == "ready")
+
+    def target(self, model_id: str) -> int:
+        """How many workers a version of this model gets: its scaling, else ``--workers``."""
+        count = self._per_model.get(model_id)
+        if count is None:
+            scaling = self.scaling_of(model_id) if self.scaling_of else None
+            count = int((scaling or {}).get("replicas") or self.workers_per_model)
+            self._per_model[model_id] = count
+        return count
+
+    async def apply_scaling(self, model_id: str, scaling: dict[str, Any] | None) -> None:
+        """A fixed count for the model's versions; extra workers stop, missing ones start on
+        the next query."""
+        count = int((scaling or {}).get("replicas") or self.workers_per_model)
+        self._per_model[model_id] = count
+        extra: list[Worker] = []
+        for key, siblings in self._siblings.items():
+            if key[0] == model_id and len(siblings) + 1 > count:
+                extra += siblings[count - 1 :]
+                del siblings[count - 1 :]
+        await asyncio.gather(*(w.stop() for w in extra), return_exceptions=True)
 
     def status(self, key: Key) -> VersionStatus:
         worker = self._workers.get(key)
@@ -200,7 +232,7 @@ class WorkerPool:
     def _pick(self, first: Worker, key: Key) -> Worker:
         """The ready worker with the fewest requests in flight; starts missing siblings."""
         siblings = self._siblings.get(key)
-        if len(siblings or ()) + 1 < self.workers_per_model:
+        if len(siblings or ()) + 1 < self.target(key[0]):
             self._grow(key, first)
         if not siblings or first.inflight == 0:
             return first
@@ -234,7 +266,7 @@ class WorkerPool:
     async def get(self, key: Key, spec: Callable[[], WorkerSpec]) -> Worker:
         worker = self._workers.get(key)
         if worker is not None and worker.state == "ready":
-            if self.workers_per_model > 1:
+            if self.target(key[0]) > 1:
                 return self._pick(worker, key)
             return worker
         task = self._starting.get(key)
@@ -275,6 +307,8 @@ class WorkerPool:
         await asyncio.gather(*(w.stop() for w in workers), return_exceptions=True)
 
     async def stop_model(self, model_id: str, version: int | None = None) -> None:
+        if version is None:
+            self._per_model.pop(model_id, None)
         await self.stop_where(lambda k: k[0] == model_id and version in (None, k[1]))
 
     async def reap_idle(self) -> None:

@@ -9,6 +9,7 @@ from starlette.responses import Response
 
 from easytensor_jupyter.bundle import Manifest
 from easytensor_jupyter.inference.auth import hash_token, new_query_token
+from easytensor_jupyter.inference.backend import Loaded
 from easytensor_jupyter.inference.errors import APIError, error_responses, json_response
 from easytensor_jupyter.inference.schemas import (
     MAX_VERSION,
@@ -18,6 +19,7 @@ from easytensor_jupyter.inference.schemas import (
     ModelList,
     ModelOut,
     SampleOut,
+    ScalingIn,
     StatsOut,
     UploadOut,
     VersionOut,
@@ -25,7 +27,7 @@ from easytensor_jupyter.inference.schemas import (
 from easytensor_jupyter.inference.state import AppState, ModelStats, get_state, require_admin
 from easytensor_jupyter.inference.store import CreateResult, ModelRecord, VersionRecord
 from easytensor_jupyter.inference.upload import receive_bundle
-from easytensor_jupyter.inference.workers import Worker, WorkerLoadError, WorkerSpec
+from easytensor_jupyter.inference.workers import WorkerLoadError, WorkerSpec
 
 __all__ = ["model_view", "router"]
 
@@ -75,10 +77,13 @@ def model_view(state: AppState, record: ModelRecord, base_url: str) -> ModelOut:
         endpoint=f"{base_url.rstrip('/')}/v1/models/{record.id}/predict",
         stats=StatsOut(**stats.__dict__),
         versions=[_version_view(state, v) for v in record.versions],
+        scaling=ScalingIn.model_validate(record.scaling or {"replicas": 1}),
+        backend="ray" if state.pool.name == "ray" else "local",
+        replicas_running=state.pool.replicas((record.id, record.default_version)),
     )
 
 
-async def _load_check(state: AppState, manifest: Manifest) -> Worker:
+async def _load_check(state: AppState, manifest: Manifest) -> Loaded:
     files = {name: state.store.blobs.path(e.sha256) for name, e in manifest.files.items()}
     spec = WorkerSpec(manifest.name, 0, files, manifest.to_json_bytes())
     try:
@@ -247,5 +252,27 @@ async def set_default(
 ) -> Response:
     state = get_state(request)
     await asyncio.to_thread(state.store.set_default, model_id, body.version)
+    record = state.store.get_model(model_id)
+    return json_response(model_view(state, record, str(request.base_url)))
+
+
+@router.put(
+    "/v1/models/{model_id}/scaling",
+    response_model=ModelOut,
+    responses=error_responses(400, 401, 403, 404, 422),
+    summary="Set the model's replicas: a fixed count, or autoscaling bounds (Ray backend)",
+)
+async def set_scaling(request: Request, body: ScalingIn, model_id: str = ModelId) -> Response:
+    state = get_state(request)
+    if body.autoscaling is not None and state.pool.name != "ray":
+        raise APIError(
+            422,
+            "scaling_unsupported",
+            "autoscaling needs the Ray backend (easytensor serve --backend ray); "
+            "the local backend takes a fixed number of replicas",
+        )
+    scaling = body.model_dump(exclude_none=True)
+    await asyncio.to_thread(state.store.set_scaling, model_id, scaling)
+    await state.pool.apply_scaling(model_id, scaling)
     record = state.store.get_model(model_id)
     return json_response(model_view(state, record, str(request.base_url)))

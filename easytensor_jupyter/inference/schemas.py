@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from easytensor_jupyter.bundle import Batching, FileEntry
 
 __all__ = [
     "MAX_VERSION",
+    "AutoscalingIn",
     "BlobQuery",
     "BlobsMissing",
     "DefaultVersionIn",
@@ -19,6 +20,7 @@ __all__ = [
     "PredictIn",
     "PredictOut",
     "SampleOut",
+    "ScalingIn",
     "StatsOut",
     "TokenCreated",
     "TokenList",
@@ -61,6 +63,35 @@ class VersionOut(BaseModel):
     requirements: list[str]
 
 
+class AutoscalingIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    min_replicas: int = Field(default=1, ge=0, le=64)
+    max_replicas: int = Field(ge=1, le=64)
+    target_ongoing_requests: float = Field(
+        default=2.0, gt=0, le=10_000, description="Requests in flight per replica to aim for"
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AutoscalingIn:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError("max_replicas must be at least min_replicas")
+        return self
+
+
+class ScalingIn(BaseModel):
+    """Exactly one of a fixed replica count or autoscaling bounds (Ray backend only)."""
+
+    model_config = ConfigDict(extra="forbid")
+    replicas: int | None = Field(default=None, ge=1, le=64, examples=[2])
+    autoscaling: AutoscalingIn | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> ScalingIn:
+        if (self.replicas is None) == (self.autoscaling is None):
+            raise ValueError("give exactly one of replicas or autoscaling")
+        return self
+
+
 class ModelOut(BaseModel):
     id: str = Field(examples=["news-classifier-3fa2b1"])
     name: str
@@ -71,6 +102,9 @@ class ModelOut(BaseModel):
     endpoint: str = Field(description="Absolute URL of the predict route")
     stats: StatsOut
     versions: list[VersionOut]
+    scaling: ScalingIn = Field(description="Replicas for the model's versions")
+    backend: Literal["local", "ray"] = Field(description="What serves the model")
+    replicas_running: int = Field(description="Live replicas or workers of the default version")
 
 
 class ModelList(BaseModel):

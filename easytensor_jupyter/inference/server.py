@@ -17,6 +17,7 @@ import sys
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import uvicorn
 
@@ -59,6 +60,11 @@ class ServeOptions:
     worker_memory_mb: float | None = None
     worker_cpu_seconds: int | None = None
     worker_max_files: int = 1024
+    backend: Literal["local", "ray"] = "local"
+    ray_address: str | None = None
+    ray_namespace: str = "easytensor"
+    ray_replica_cpus: float = 1.0
+    ray_max_replicas_per_node: int | None = None
 
 
 def _private(path: Path) -> None:
@@ -159,6 +165,23 @@ async def _serve(server: uvicorn.Server, sock: socket.socket, options: ServeOpti
             config.remove_server_info(os.getpid())
 
 
+def _connect_ray(backend: object, options: ServeOptions) -> bool:
+    where = options.ray_address or "a new local Ray instance"
+    _say(f"Backend: Ray Serve at {where}")
+    try:
+        backend.connect()  # type: ignore[attr-defined]
+    except ImportError:
+        print(
+            "the Ray backend needs Ray Serve: pip install 'easytensor-jupyter[ray]'",
+            file=sys.stderr,
+        )
+        return False
+    except Exception as exc:
+        print(f"cannot use the Ray cluster at {where}: {exc}".splitlines()[0], file=sys.stderr)
+        return False
+    return True
+
+
 def _threads_per_worker() -> int:
     return max(1, min(4, (os.cpu_count() or 2) // 2))
 
@@ -205,13 +228,28 @@ def run(options: ServeOptions) -> int:
         worker_memory_mb=options.worker_memory_mb,
         worker_cpu_seconds=options.worker_cpu_seconds,
         worker_max_files=options.worker_max_files,
+        backend=options.backend,
+        ray_address=options.ray_address,
+        ray_namespace=options.ray_namespace,
+        ray_replica_cpus=options.ray_replica_cpus,
+        ray_max_replicas_per_node=options.ray_max_replicas_per_node,
     )
     try:
         sock = _bind(options.host, options.port)
     except OSError as exc:
         print(f"cannot listen on {options.host}:{options.port}: {exc.strerror}", file=sys.stderr)
         return 1
+    if options.backend == "ray" and importlib.util.find_spec("ray") is None:
+        print(
+            "the Ray backend needs Ray Serve: pip install 'easytensor-jupyter[ray]'",
+            file=sys.stderr,
+        )
+        sock.close()
+        return 1
     app = create_app(settings, store, admin_key)
+    if options.backend == "ray" and not _connect_ray(app.state.easytensor.pool, options):
+        sock.close()
+        return 1
     has_uvloop = importlib.util.find_spec("uvloop") is not None
     has_httptools = importlib.util.find_spec("httptools") is not None
     # Predictions go round FastAPI's whole stack (see fastpath's docstring for why).

@@ -1,10 +1,10 @@
-"""What the routes share: settings, the store, the worker pool, auth, metrics and live stats."""
+"""What the routes share: settings, the store, the serving backend, auth, metrics, live stats."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -12,8 +12,8 @@ from starlette.requests import Request
 
 from easytensor_jupyter.bundle import Limits, Manifest
 from easytensor_jupyter.inference.auth import Authenticator, Principal
+from easytensor_jupyter.inference.backend import ServingBackend
 from easytensor_jupyter.inference.metrics import Metrics
-from easytensor_jupyter.inference.pool import WorkerPool
 from easytensor_jupyter.inference.store import Store
 from easytensor_jupyter.inference.workers import WorkerSpec
 
@@ -40,6 +40,11 @@ class Settings:
     worker_memory_mb: float | None = None
     worker_cpu_seconds: int | None = None
     worker_max_files: int = 1024
+    backend: Literal["local", "ray"] = "local"
+    ray_address: str | None = None
+    ray_namespace: str = "easytensor"
+    ray_replica_cpus: float = 1.0
+    ray_max_replicas_per_node: int | None = None
 
 
 @dataclass
@@ -53,7 +58,7 @@ class ModelStats:
 class AppState:
     settings: Settings
     store: Store
-    pool: WorkerPool
+    pool: ServingBackend
     auth: Authenticator
     metrics: Metrics
     stats: dict[str, ModelStats] = field(default_factory=dict)

@@ -1,0 +1,328 @@
+"""The Ray backend: the same interface as the local ``WorkerPool``, served by Ray Serve.
+
+Each model version is one Serve application running ``ModelReplica``. Its name comes from the
+model's name and the version's content, so every control plane sharing a registry finds the
+same application, and two versions with the same content share one. Applications outlive the
+control plane: one that restarts reuses them on the first query instead of loading again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import ray
+from ray import serve
+from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
+from ray.serve.exceptions import BackPressureError, RayServeException
+
+from easytensor_jupyter.bundle import Manifest
+from easytensor_jupyter.inference.pool import VersionStatus
+from easytensor_jupyter.inference.raybackend.bundles import keeper, put_files
+from easytensor_jupyter.inference.raybackend.envelope import decode_reply
+from easytensor_jupyter.inference.raybackend.replica import ModelReplica, ReplicaConfig
+from easytensor_jupyter.inference.store import content_key
+from easytensor_jupyter.inference.workers import (
+    Key,
+    WorkerBusy,
+    WorkerLoadError,
+    WorkerRestarted,
+    WorkerSpec,
+    WorkerTimeout,
+)
+
+__all__ = ["RayBackend", "RayDeployment", "RayOptions", "app_name"]
+
+log = logging.getLogger("easytensor.ray")
+_MARGIN_S = 5.0
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    address: str | None = None
+    namespace: str = "easytensor"
+    replica_cpus: float = 1.0
+    max_replicas_per_node: int | None = None
+    replica: ReplicaConfig = field(default_factory=dict)
+
+
+def app_name(manifest: Manifest) -> str:
+    name = hashlib.sha256(manifest.name.encode()).hexdigest()[:8]
+    return f"et-{name}-{content_key(manifest)[:12]}"
+
+
+def serve_options(
+    manifest: Manifest, scaling: dict[str, Any] | None, options: RayOptions
+) -> dict[str, Any]:
+    """Deployment options: resources, scaling, and room for a batch of requests in flight."""
+    batch = manifest.batching.max_batch_size if manifest.batching else 1
+    actor: dict[str, Any] = {"num_cpus": options.replica_cpus}
+    if str(options.replica.get("device", "cpu")).startswith("cuda"):
+        actor["num_gpus"] = 1
+    out: dict[str, Any] = {
+        "ray_actor_options": actor,
+        "max_ongoing_requests": max(32, 2 * batch),
+        "health_check_period_s": 2.0,
+        "health_check_timeout_s": 30.0,
+        "graceful_shutdown_timeout_s": 5.0,
+    }
+    if options.max_replicas_per_node:
+        out["max_replicas_per_node"] = options.max_replicas_per_node
+    auto = (scaling or {}).get("autoscaling")
+    if auto:
+        out["num_replicas"] = "auto"
+        out["autoscaling_config"] = {
+            "min_replicas": auto["min_replicas"],
+            "max_replicas": auto["max_replicas"],
+            "initial_replicas": max(1, auto["min_replicas"]),
+            "target_ongoing_requests": auto["target_ongoing_requests"],
+        }
+    else:
+        out["num_replicas"] = int((scaling or {}).get("replicas") or 1)
+    return out
+
+
+@dataclass
+class RayDeployment:
+    """One deployed application; ``stop`` removes it unless a version still uses it."""
+
+    backend: RayBackend
+    app: str
+    handle: Any
+    manifest: Manifest
+    files: dict[str, list[Any]] | None
+    created: bool
+
+    async def stop(self) -> None:
+        if self.created and not self.backend.in_use(self.app):
+            await self.backend.delete_app(self.app)
+
+
+class RayBackend:
+    name = "ray"
+
+    def __init__(
+        self,
+        options: RayOptions,
+        *,
+        predict_timeout: float,
+        load_timeout: float,
+        scaling_of: Callable[[str], dict[str, Any] | None],
+    ) -> None:
+        self.options = options
+        self.predict_timeout = predict_timeout
+        self.load_timeout = load_timeout
+        self.scaling_of = scaling_of
+        self._apps: dict[Key, RayDeployment] = {}
+        self._starting: dict[Key, asyncio.Task[RayDeployment]] = {}
+        self._failed: dict[Key, dict[str, Any]] = {}
+        self._running: dict[str, int] = {}
+        self._keeper: Any = None
+
+    # -- lifetime --------------------------------------------------------------------------
+
+    def connect(self) -> None:
+        """Join the cluster (or start a local one when no address is given) and start Serve
+        without its HTTP proxy: this server stays the only HTTP front."""
+        ray.init(
+            address=self.options.address,
+            namespace=self.options.namespace,
+            log_to_driver=False,
+            ignore_reinit_error=True,
+            configure_logging=False,
+        )
+        serve.start(proxy_location="Disabled")
+        self._keeper = keeper(self.options.namespace)
+        log.info("connected to Ray at %s", ray.get_runtime_context().gcs_address)
+
+    async def close(self) -> None:
+        """Leave the applications running: they belong to the cluster, not to this process."""
+        for task in list(self._starting.values()):
+            task.cancel()
+        await asyncio.to_thread(ray.shutdown)
+
+    # -- what the routes ask ---------------------------------------------------------------
+
+    def count(self) -> int:
+        return sum(
+            self._running.get(d.app, 0) for d in {d.app: d for d in self._apps.values()}.values()
+        )
+
+    def replicas(self, key: Key) -> int:
+        deployment = self._apps.get(key)
+        return self._running.get(deployment.app, 0) if deployment else 0
+
+    def status(self, key: Key) -> VersionStatus:
+        if key in self._apps:
+            return "ready"
+        if key in self._starting:
+            return "loading"
+        return "failed" if key in self._failed else "idle"
+
+    def in_use(self, app: str) -> bool:
+        return any(d.app == app for d in self._apps.values())
+
+    async def launch(
+        self, spec: WorkerSpec, scaling: dict[str, Any] | None = None
+    ) -> RayDeployment:
+        """Deploy (or find) the version's application and check that its model loaded."""
+        manifest = Manifest.model_validate_json(spec.manifest_json)
+        app = app_name(manifest)
+        try:
+            existing = await asyncio.to_thread(self._app_exists, app)
+            files = None
+            if not existing:
+                files = await asyncio.to_thread(put_files, self._keeper, app, spec.files)
+                await asyncio.wait_for(
+                    asyncio.to_thread(self._run, app, manifest, files, scaling), self.load_timeout
+                )
+            handle = serve.get_app_handle(app)
+            status = await handle.load_status.remote()
+        except TimeoutError:
+            await self.delete_app(app)
+            message = f"the model did not load within {self.load_timeout:g} s"
+            raise WorkerLoadError({"stage": "timeout", "message": message}) from None
+        except (RayServeException, RayActorError, RayTaskError, RuntimeError) as exc:
+            await self.delete_app(app)
+            message = f"Ray Serve could not deploy the model: {exc}"
+            raise WorkerLoadError({"stage": "worker", "message": message}) from exc
+        try:
+            decode_reply(status)
+        except WorkerLoadError:
+            await self.delete_app(app)
+            raise
+        return RayDeployment(self, app, handle, manifest, files, created=not existing)
+
+    def adopt(self, deployment: RayDeployment, key: Key) -> None:
+        self._apps[key] = deployment
+        self._failed.pop(key, None)
+        scaling = self.scaling_of(key[0])
+        if scaling:
+            asyncio.get_running_loop().create_task(self.apply_scaling(key[0], scaling))
+
+    async def predict(
+        self, key: Key, spec: Callable[[], WorkerSpec], instances: list[Any]
+    ) -> list[Any]:
+        deployment = self._apps.get(key) or await self._ensure(key, spec)
+        response = deployment.handle.remote(instances)
+        try:
+            raw = await asyncio.wait_for(_result(response), self.predict_timeout + _MARGIN_S)
+        except TimeoutError:
+            response.cancel()
+            raise WorkerTimeout(
+                f"the prediction took longer than {self.predict_timeout:g} s"
+            ) from None
+        except BackPressureError as exc:
+            raise WorkerBusy(f"every replica is busy: {exc}") from None
+        except (RayActorError, ActorUnavailableError) as exc:
+            raise WorkerRestarted(
+                f"the replica serving this request died ({type(exc).__name__})"
+            ) from None
+        except RayServeException as exc:
+            self._apps.pop(key, None)
+            raise WorkerRestarted(
+                f"the model's deployment is gone ({exc}); it is redeployed on retry"
+            ) from None
+        return decode_reply(raw)
+
+    async def _ensure(self, key: Key, spec: Callable[[], WorkerSpec]) -> RayDeployment:
+        task = self._starting.get(key)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._start(key, spec()))
+            self._starting[key] = task
+        return await asyncio.shield(task)
+
+    async def _start(self, key: Key, spec: WorkerSpec) -> RayDeployment:
+        try:
+            deployment = await self.launch(spec, self.scaling_of(key[0]))
+        except WorkerLoadError as exc:
+            self._failed[key] = exc.error
+            raise
+        finally:
+            self._starting.pop(key, None)
+        self._apps[key] = deployment
+        self._failed.pop(key, None)
+        await self.refresh()
+        return deployment
+
+    async def apply_scaling(self, model_id: str, scaling: dict[str, Any] | None) -> None:
+        """Redeploy the model's applications with new options; Ray Serve changes only the
+        replica count when nothing else changed."""
+        for key, deployment in list(self._apps.items()):
+            if key[0] != model_id:
+                continue
+            if deployment.files is None:
+                self._apps.pop(key)  # deployed by another control plane: redeploy on use
+                continue
+            await asyncio.to_thread(
+                self._run, deployment.app, deployment.manifest, deployment.files, scaling
+            )
+        await self.refresh()
+
+    async def stop_model(self, model_id: str, version: int | None = None) -> None:
+        gone = [k for k in self._apps if k[0] == model_id and version in (None, k[1])]
+        for key in [k for k in self._failed if k[0] == model_id]:
+            del self._failed[key]
+        apps = {self._apps.pop(k).app for k in gone}
+        for app in apps:
+            if not self.in_use(app):
+                await self.delete_app(app)
+
+    async def reap_idle(self) -> None:
+        """Called by the housekeeping loop: refresh replica counts. Ray scales, we don't."""
+        await self.refresh()
+
+    async def refresh(self) -> None:
+        try:
+            self._running = await asyncio.to_thread(self._replica_counts)
+        except Exception as exc:  # the cluster may be briefly unreachable
+            log.warning("cannot read Ray Serve's status: %s", exc)
+
+    async def delete_app(self, app: str) -> None:
+        await asyncio.to_thread(self._delete, app)
+
+    # -- blocking calls into Ray, run in threads -------------------------------------------
+
+    def _app_exists(self, app: str) -> bool:
+        return app in serve.status().applications
+
+    def _run(
+        self,
+        app: str,
+        manifest: Manifest,
+        files: dict[str, list[Any]],
+        scaling: dict[str, Any] | None,
+    ) -> None:
+        options = serve_options(manifest, scaling, self.options)
+        started = time.monotonic()
+        target = ModelReplica.options(**options).bind(  # type: ignore[attr-defined]
+            manifest.name, manifest.to_json_bytes(), files, self.options.replica
+        )
+        serve.run(target, name=app, route_prefix=None)
+        log.info("%s: deployed %s in %.1f s", manifest.name, app, time.monotonic() - started)
+
+    def _delete(self, app: str) -> None:
+        serve.delete(app, _blocking=True)
+        if self._keeper is not None:
+            ray.get(self._keeper.drop.remote(app))
+
+    @staticmethod
+    def _replica_counts() -> dict[str, int]:
+        counts = {}
+        for app, status in serve.status().applications.items():
+            counts[app] = sum(
+                n
+                for d in status.deployments.values()
+                for state, n in d.replica_states.items()
+                if getattr(state, "value", state) == "RUNNING"
+            )
+        return counts
+
+
+async def _result(response: Any) -> Any:
+    return await response

@@ -1,0 +1,145 @@
+"""The Ray Serve deployment behind one model version.
+
+A replica is a thin host: it copies the version's files out of Ray's object store onto its own
+node, then runs the very same sandboxed worker process as the local backend (``Worker`` and
+``worker_main``: import, build, load safetensors, ``predict_single`` / ``predict_batch``). Model
+code therefore never runs inside a Ray process, and a replica answers only with msgpack bytes
+(see ``envelope``). Requests that arrive together are gathered by Ray Serve's own batching
+when the bundle asks for batching, and handed to the worker as one batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray import serve
+
+from easytensor_jupyter import config
+from easytensor_jupyter.bundle import Manifest
+from easytensor_jupyter.inference.raybackend.envelope import error_reply, ok_reply
+from easytensor_jupyter.inference.sandbox import build_policy
+from easytensor_jupyter.inference.workers import (
+    ExitReason,
+    Worker,
+    WorkerError,
+    WorkerLoadError,
+    WorkerSpec,
+)
+
+__all__ = ["ModelReplica", "ReplicaConfig"]
+
+ReplicaConfig = dict[str, Any]
+"""Plain settings from the control plane: device, threads, timeouts, sandbox options."""
+
+
+def _write_files(directory: Path, files: dict[str, list[Any]]) -> dict[str, Path]:
+    """Each file arrives as a list of chunks, each a one-element list holding an ObjectRef
+    (nested so that Ray hands the reference over instead of resolving it up front)."""
+    paths = {}
+    for name, chunks in files.items():
+        path = directory / name
+        with path.open("wb") as out:
+            for (ref,) in chunks:
+                out.write(ray.get(ref))
+        paths[name] = path
+    return paths
+
+
+@serve.deployment(name="model")
+class ModelReplica:
+    async def __init__(  # type: ignore[misc]
+        self, label: str, manifest_json: bytes, files: dict[str, list[Any]], cfg: ReplicaConfig
+    ) -> None:
+        self.load_error: dict[str, Any] | None = None
+        self.dir = Path(tempfile.mkdtemp(prefix="easytensor-replica-"))
+        self.timeout = float(cfg["predict_timeout"])
+        manifest = Manifest.model_validate_json(manifest_json)
+        self.batching = manifest.batching
+        if manifest.batching is not None:
+            # Ray Serve does the waiting; the worker only splits into predict_batch calls.
+            self.batched.set_max_batch_size(manifest.batching.max_batch_size)  # type: ignore[attr-defined]
+            wait_s = manifest.batching.max_wait_ms / 1000.0
+            self.batched.set_batch_wait_timeout_s(wait_s)  # type: ignore[attr-defined]
+            manifest.batching.max_wait_ms = 0.0
+        paths = await asyncio.to_thread(_write_files, self.dir, files)
+        sandbox = None
+        if cfg["sandbox"]:
+            sandbox = build_policy(
+                store=self.dir,
+                home=config.home(),
+                user=cfg["worker_user"],
+                network=cfg["worker_network"],
+                max_files=cfg["worker_max_files"],
+                cpu_seconds=cfg["worker_cpu_seconds"],
+            )
+        spec = WorkerSpec(label, 1, paths, manifest.to_json_bytes())
+        self.worker = Worker(
+            spec,
+            device=cfg["device"],
+            threads=cfg["threads"],
+            max_pending=cfg["max_pending"],
+            on_exit=self._on_exit,
+            sandbox=sandbox,
+        )
+        try:
+            await self.worker.start()
+            await self.worker.wait_ready(float(cfg["load_timeout"]))
+        except WorkerLoadError as exc:
+            self.load_error = exc.error
+        except (WorkerError, OSError) as exc:
+            self.load_error = {"stage": "worker", "message": f"the worker did not start: {exc}"}
+
+    def _on_exit(self, worker: Worker, reason: ExitReason) -> None:
+        """Nothing to do here: ``check_health`` reports the dead worker to Ray Serve, which
+        replaces this whole replica."""
+
+    async def load_status(self) -> bytes:
+        return error_reply(self.load_error) if self.load_error else ok_reply([])
+
+    async def where(self) -> dict[str, Any]:
+        """Which node and process answered; for tests and ``easytensor models`` diagnostics."""
+        return {
+            "node_id": ray.get_runtime_context().get_node_id(),
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "worker_pid": self.worker.proc.pid if self.worker.proc else None,
+        }
+
+    async def __call__(self, instances: list[Any]) -> bytes:
+        if self.load_error is not None:
+            return error_reply(self.load_error)
+        try:
+            if self.batching is not None:
+                results = await self.batched(instances)
+            else:
+                results = await self.worker.predict(instances, self.timeout)
+        except WorkerError as exc:
+            return error_reply(exc)
+        return ok_reply(results)
+
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.002)
+    async def batched(self, requests: list[list[Any]]) -> list[list[Any]]:
+        flat = [x for request in requests for x in request]
+        results = await self.worker.predict(flat, self.timeout)
+        out, start = [], 0
+        for request in requests:
+            out.append(results[start : start + len(request)])
+            start += len(request)
+        return out
+
+    def check_health(self) -> None:
+        if self.load_error is None and self.worker.state == "dead":
+            raise RuntimeError("the model's worker process exited; Ray Serve replaces this replica")
+
+    def __del__(self) -> None:
+        worker = getattr(self, "worker", None)
+        if worker is not None:
+            worker.kill("stopped")
+        shutil.rmtree(getattr(self, "dir", ""), ignore_errors=True)
