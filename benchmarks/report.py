@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-__all__ = ["markdown", "plot", "targets"]
+__all__ = ["markdown", "plot", "ray_markdown", "targets"]
 
-_OURS = "easytensor"
+# The local backend's rows; the Ray rows ("easytensor on Ray (...)") must not stand in for them.
+_OURS = "easytensor ("
+_RAY = "easytensor on Ray"
 
 
 def _find(rows: list[dict[str, Any]], system: str, model: str) -> dict[str, Any] | None:
@@ -69,11 +71,14 @@ def targets(
     return out
 
 
-def markdown(rows: list[dict[str, Any]], extra: dict[str, Any]) -> str:
+_RAY_SETUP = (
+    "Ray rows: `--backend ray` on two raylets on this same machine (2 CPUs each in Ray's "
+    "books), `--ray-replica-cpus 1`, one replica per node."
+)
+
+
+def _table(rows: list[dict[str, Any]]) -> list[str]:
     lines = [
-        f"Loopback, wrk (1 thread), {extra['seconds']:g} s per level; "
-        f"easytensor with --workers {extra['workers']}. Throughput in req/s, latency in ms.",
-        "",
         "| model | system | c1 p50 | c1 p99 | c8 req/s | c8 p99 | c16 req/s | c16 p99 "
         "| c32 req/s | c32 p99 | errors |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -90,6 +95,21 @@ def markdown(rows: list[dict[str, Any]], extra: dict[str, Any]) -> str:
             cells += [_cell(row, level, "rps", ",.0f"), _cell(row, level, "p99_ms", ".1f")]
         cells.append(str(errors))
         lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _header(rows: list[dict[str, Any]], extra: dict[str, Any]) -> str:
+    text = (
+        f"Loopback, wrk (1 thread), {extra['seconds']:g} s per level; "
+        f"easytensor with --workers {extra['workers']}. Throughput in req/s, latency in ms."
+    )
+    if any(r["system"].startswith(_RAY) for r in rows):
+        text += " " + _RAY_SETUP
+    return text
+
+
+def markdown(rows: list[dict[str, Any]], extra: dict[str, Any]) -> str:
+    lines = [_header(rows, extra), "", *_table(rows)]
     cold = extra.get("cold")
     if cold:
         lines += [
@@ -110,6 +130,29 @@ def markdown(rows: list[dict[str, Any]], extra: dict[str, Any]) -> str:
     lines += ["", "| target | measured | met |", "|---|---|---|"]
     for name, measured, met in targets(rows, extra):
         lines.append(f"| {name} | {measured} | {'yes' if met else 'no'} |")
+    return "\n".join(lines) + "\n"
+
+
+def ray_markdown(rows: list[dict[str, Any]], extra: dict[str, Any]) -> str:
+    """The local-vs-Ray table, and the ratios the choice between them turns on."""
+    lines = [_header(rows, extra), "", *_table(rows), ""]
+    for model in dict.fromkeys(r["model"] for r in rows):
+        local = _find(rows, _OURS, model)
+        one = _find(rows, f"{_RAY} (1 ", model)
+        two = _find(rows, f"{_RAY} (2 ", model)
+        parts = []
+        for level in (16, 32):
+            if one and two:
+                ratio = two[f"c{level}"]["rps"] / one[f"c{level}"]["rps"]
+                parts.append(f"2 vs 1 replica at c{level}: {ratio:.2f}x")
+            if local and one:
+                ratio = one[f"c{level}"]["rps"] / local[f"c{level}"]["rps"]
+                parts.append(f"Ray (1 replica) vs local at c{level}: {ratio:.2f}x")
+        if local and one:
+            gap = one["c1"]["p50_ms"] - local["c1"]["p50_ms"]
+            parts.append(f"c1 p50 Ray (1 replica) - local: {gap:+.2f} ms")
+        if parts:
+            lines.append(f"- {model}: " + "; ".join(parts) + ".")
     return "\n".join(lines) + "\n"
 
 

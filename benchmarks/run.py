@@ -1,6 +1,7 @@
 """Run every benchmark on loopback and write ``results/results.md``, ``.json`` and ``.png``.
 
     .venv/bin/python -m benchmarks.run [--quick]
+    .venv/bin/python -m benchmarks.run --only ray    # local vs Ray backend -> results/ray.*
 
 Ratios in the targets table come from this one run, side by side: the systems take turns on
 the same machine, each alone while it is measured.
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -36,6 +38,8 @@ from benchmarks.systems import (
 __all__ = ["main"]
 
 LEVELS = (1, 8, 16, 32)
+RAY_MODELS = ("tiny", "cnn")
+RAY_REPLICAS = (1, 2)
 
 
 def _measure(
@@ -115,6 +119,101 @@ def _ours(
             _check_answer(endpoint, bodies[model])
             rows.append(_measure(name, model, endpoint, bodies[model], seconds))
     return rows
+
+
+def _wait_replicas(client: Any, model_id: str, want: int, timeout: float = 180.0) -> None:
+    """Numbers only count once Ray Serve reports every replica RUNNING: a replica still
+    loading would make the 2-replica row measure one replica plus a cold start."""
+    deadline = time.monotonic() + timeout
+    while True:
+        model = client.get_model(model_id)
+        if model.get("replicas_running") == want:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{want} replica(s) of {model_id} not running in {timeout:g} s")
+        time.sleep(0.5)
+
+
+def _ray_rows(
+    work: Path, bundles: dict[str, Path], bodies: dict[str, Path], seconds: float
+) -> list[dict[str, Any]]:
+    """The same wrk levels against the Ray backend, with 1 and then 2 replicas per model.
+
+    The two "nodes" are two raylets on this machine, 2 CPUs each in Ray's books and one
+    replica per node, so the second replica lands where a real second machine would be; the
+    real cores are the same 2 for everything (wrk, server, replicas, workers, Ray itself).
+    Each model is deleted after its rows, so its idle replicas don't sit next to the next one.
+    """
+    from benchmarks.raycluster import LOOPBACK_ENV, loopback_cluster
+    from easytensor_jupyter.client import Client
+
+    rows = []
+    with loopback_cluster(work / "logs", nodes=2, cpus=2) as address:
+        args = ["--backend", "ray", "--ray-address", address, "--ray-replica-cpus", "1"]
+        args += ["--ray-max-replicas-per-node", "1"]
+        with easytensor_server(
+            work / "logs",
+            work / "home-ray",
+            extra_args=args,
+            extra_env=LOOPBACK_ENV,
+            ready_timeout=240,
+        ) as server:
+            client = Client(server.url, server.admin_key, timeout=300)
+            for model in RAY_MODELS:
+                up = client.upload_bundle(bundles[model])
+                endpoint = Endpoint(
+                    f"{server.url}/v1/models/{up.id}/predict", f"Bearer {up.query_token}"
+                )
+                for replicas in RAY_REPLICAS:
+                    if replicas > 1:
+                        client.set_scaling(up.id, replicas=replicas)
+                    _wait_replicas(client, up.id, replicas)
+                    _check_answer(endpoint, bodies[model], retries=30)
+                    name = f"easytensor on Ray ({replicas} replica{'s' if replicas > 1 else ''})"
+                    rows.append(
+                        _timed(
+                            f"ray {model} x{replicas}",
+                            lambda n=name, m=model, e=endpoint: _measure(
+                                n, m, e, bodies[m], seconds
+                            ),
+                        )
+                    )
+                client.delete_model(up.id)
+    return rows
+
+
+def _ray_only(args: argparse.Namespace, work: Path, seconds: float) -> int:
+    """Just the local backend and the Ray backend, side by side, in a few minutes."""
+    from benchmarks.raycluster import ray_missing
+
+    missing = ray_missing()
+    if missing:
+        print(missing, file=sys.stderr)
+        return 2
+    bundles = {
+        k: build_bundle(work / k, f"bench-{k}", MODELS[k].class_name, MODELS[k].batching)
+        for k in RAY_MODELS
+    }
+    bodies = {}
+    for key in RAY_MODELS:
+        bodies[key] = work / f"{key}.json"
+        bodies[key].write_bytes(request_body(key))
+    rows = _timed("easytensor", lambda: _ours(work, bundles, bodies, seconds, args.workers))
+    rows += _timed("easytensor on Ray", lambda: _ray_rows(work, bundles, bodies, seconds))
+    _write_ray(args.out, rows, {"seconds": seconds, "workers": args.workers})
+    return 0
+
+
+def _write_ray(out: Path, rows: list[dict[str, Any]], extra: dict[str, Any]) -> None:
+    """``ray.md`` / ``.json`` / ``.png``: the local rows of tiny and CNN next to the Ray rows."""
+    systems = ("easytensor (", "easytensor on Ray")
+    mine = [r for r in rows if r["model"] in RAY_MODELS and r["system"].startswith(systems)]
+    mine.sort(key=lambda r: RAY_MODELS.index(r["model"]))
+    (out / "ray.json").write_text(json.dumps({"rows": mine, **extra}, indent=2))
+    markdown = report.ray_markdown(mine, extra)
+    (out / "ray.md").write_text(markdown)
+    report.plot(mine, out / "ray.png")
+    print(markdown)
 
 
 def _cold_start(work: Path, repeats: int) -> dict[str, Any]:
@@ -248,7 +347,13 @@ def main(argv: list[str] | None = None) -> int:
         "--skip",
         action="append",
         default=[],
-        help="skip: litserve, fastapi, torchserve, upload, cold",
+        help="skip: litserve, fastapi, torchserve, ray, upload, cold",
+    )
+    parser.add_argument(
+        "--only",
+        choices=["ray"],
+        help="ray: only the local backend next to the Ray backend (1 and 2 replicas), "
+        "written to results/ray.md, .json and .png",
     )
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
@@ -257,9 +362,14 @@ def main(argv: list[str] | None = None) -> int:
     seconds = args.seconds or (2.0 if args.quick else 8.0)
     skip = set(args.skip) | ({"upload"} if args.quick else set())
     args.out.mkdir(parents=True, exist_ok=True)
+    # A plain SIGTERM would end Python without running the finally blocks that stop the
+    # servers and the Ray cluster; as SystemExit it unwinds through them.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     work = Path(tempfile.mkdtemp(prefix="easytensor-bench-"))
     (work / "logs").mkdir()
     try:
+        if args.only == "ray":
+            return _ray_only(args, work, seconds)
         bundles = {
             key: build_bundle(work / key, f"bench-{key}", m.class_name, m.batching)
             for key, m in MODELS.items()
@@ -284,6 +394,18 @@ def main(argv: list[str] | None = None) -> int:
                     )
                 )  # type: ignore[misc]
         rows += _timed("easytensor", lambda: _ours(work, bundles, bodies, seconds, args.workers))
+        ray_rows: list[dict[str, Any]] = []
+        if "ray" not in skip:
+            from benchmarks.raycluster import ray_missing
+
+            missing = ray_missing()
+            if missing:
+                print(missing, flush=True)
+            else:
+                ray_rows = _timed(
+                    "easytensor on Ray", lambda: _ray_rows(work, bundles, bodies, seconds)
+                )
+                rows += ray_rows
         if "fastapi" not in skip:
             for key in ("tiny", "cnn"):
                 with plain_fastapi(work / "logs", bundles[key]) as endpoint:
@@ -334,6 +456,8 @@ def main(argv: list[str] | None = None) -> int:
         (args.out / "results.md").write_text(markdown)
         report.plot(rows, args.out / "results.png")
         print(markdown)
+        if ray_rows:
+            _write_ray(args.out, rows, extra)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,9 +64,19 @@ class Server:
 
 @contextlib.contextmanager
 def easytensor_server(
-    logs: Path, home: Path, workers: int = 1, max_body_mb: float = 100.0
+    logs: Path,
+    home: Path,
+    workers: int = 1,
+    max_body_mb: float = 100.0,
+    extra_args: Sequence[str] = (),
+    extra_env: Mapping[str, str] | None = None,
+    ready_timeout: float = 120.0,
 ) -> Iterator[Server]:
-    """``easytensor serve`` with its own home and store, on a free port."""
+    """``easytensor serve`` with its own home and store, on a free port.
+
+    ``extra_args`` picks another backend (the Ray rows); joining a cluster and starting Ray
+    Serve's controller is what ``ready_timeout`` has to leave room for.
+    """
     home.mkdir(parents=True, exist_ok=True)
     port = free_port()
     key = "bench-" + secrets.token_urlsafe(16)
@@ -85,13 +95,14 @@ def easytensor_server(
         str(max_body_mb),
         "--workers",
         str(workers),
+        *extra_args,
     ]
-    env = {"EASYTENSOR_HOME": str(home), "EASYTENSOR_API_KEY": key}
+    env = {**(extra_env or {}), "EASYTENSOR_HOME": str(home), "EASYTENSOR_API_KEY": key}
     # The server must not inherit a URL or key from whoever runs the benchmark.
     for var in ("EASYTENSOR_URL",):
         os.environ.pop(var, None)
     url = f"http://127.0.0.1:{port}"
-    with running(command, f"{url}/health", logs / "easytensor.log", env) as proc:
+    with running(command, f"{url}/health", logs / "easytensor.log", env, ready_timeout) as proc:
         yield Server(url, key, proc.pid)
 
 

@@ -150,6 +150,9 @@ def test_side_panel_lists_queries_and_rolls_back(
             detail.wait_for(timeout=UI_MS)
             assert "jp-mod-selected" in (item.get_attribute("class") or "")
             assert model_id in detail.locator(".jp-EasyTensor-endpoint").inner_text()
+            scaling = detail.locator(".jp-EasyTensor-scaling").inner_text()
+            assert scaling.startswith("Scaling: 1 replica (fixed)"), scaling
+            assert scaling.endswith("local"), scaling
             # A text model opens the playground in Text mode, querying the default version.
             assert detail.locator(".jp-EasyTensor-mode").input_value() == "text"
             assert detail.locator(".jp-EasyTensor-versionSelect").input_value() == ""

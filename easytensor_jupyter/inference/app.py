@@ -27,7 +27,12 @@ from easytensor_jupyter.inference.metrics import Metrics, MetricsMiddleware
 from easytensor_jupyter.inference.pool import WorkerPool
 from easytensor_jupyter.inference.sandbox import SandboxPolicy, build_policy
 from easytensor_jupyter.inference.state import AppState, Settings
-from easytensor_jupyter.inference.store import ConflictError, NotFoundError, Store
+from easytensor_jupyter.inference.store import (
+    ConflictError,
+    NotFoundError,
+    RegistryUnavailable,
+    Store,
+)
 from easytensor_jupyter.inference.upload import BodyLimitMiddleware
 from easytensor_jupyter.inference.watchdog import MemoryWatchdog
 from easytensor_jupyter.inference.workers import sweep_stale_dirs
@@ -49,6 +54,12 @@ async def _not_found(request: Request, exc: Exception) -> Response:
 
 async def _store_full(request: Request, exc: Exception) -> Response:
     return error_response(507, "store_full", str(exc))
+
+
+async def _registry_unavailable(request: Request, exc: Exception) -> Response:
+    return error_response(
+        503, "registry_unavailable", f"{exc}; retry", headers={"Retry-After": "1"}
+    )
 
 
 async def _conflict(request: Request, exc: Exception) -> Response:
@@ -121,6 +132,7 @@ def _ray_backend(settings: Settings, store: Store) -> ServingBackend:
         "predict_timeout": settings.predict_timeout,
         "load_timeout": settings.load_timeout,
         "max_pending": 256,
+        "namespace": settings.ray_namespace,
         "sandbox": settings.sandbox,
         "worker_user": settings.worker_user,
         "worker_network": settings.worker_network,
@@ -181,6 +193,7 @@ def create_app(settings: Settings, store: Store, admin_key: str) -> FastAPI:
     install_error_handlers(app)
     app.add_exception_handler(NotFoundError, _not_found)
     app.add_exception_handler(ConflictError, _conflict)
+    app.add_exception_handler(RegistryUnavailable, _registry_unavailable)
     app.add_exception_handler(StoreFull, _store_full)
     for module in (routes_models, routes_tokens, routes_predict, routes_system):
         app.include_router(module.router)

@@ -41,4 +41,7 @@ class ServingBackend(Protocol):
 
     async def reap_idle(self) -> None: ...
 
+    async def refresh(self) -> None:
+        """Bring ``replicas`` up to date before a model is described."""
+
     async def close(self) -> None: ...

@@ -100,7 +100,10 @@ class BlobStore:
             if not self.has(sha256):
                 return False
             self._pins[sha256] += 1
-            return True
+        # Fresh mtime: a server sharing this store sweeps only blobs unused for a while.
+        with contextlib.suppress(OSError):
+            os.utime(self.path(sha256))
+        return True
 
     def collect(
         self, candidates: Iterable[str], referenced: Callable[[set[str]], set[str]]

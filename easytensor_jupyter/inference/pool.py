@@ -311,6 +311,9 @@ class WorkerPool:
             self._per_model.pop(model_id, None)
         await self.stop_where(lambda k: k[0] == model_id and version in (None, k[1]))
 
+    async def refresh(self) -> None:
+        """Worker counts are always current here; Ray's need asking."""
+
     async def reap_idle(self) -> None:
         now = time.monotonic()
         candidates = [*self._workers.values()]

@@ -192,6 +192,7 @@ async def blobs_missing(request: Request, query: BlobQuery) -> Response:
 async def list_models(request: Request) -> Response:
     state = get_state(request)
     base = str(request.base_url)
+    await state.pool.refresh()
     models = [model_view(state, r, base) for r in state.store.list_models()]
     return json_response(ModelList(models=models))
 
@@ -204,7 +205,9 @@ async def list_models(request: Request) -> Response:
 )
 async def get_model(request: Request, model_id: str = ModelId) -> Response:
     state = get_state(request)
-    return json_response(model_view(state, state.store.get_model(model_id), str(request.base_url)))
+    record = state.store.get_model(model_id)
+    await state.pool.refresh()
+    return json_response(model_view(state, record, str(request.base_url)))
 
 
 @router.delete(

@@ -95,7 +95,6 @@ class RayDeployment:
     app: str
     handle: Any
     manifest: Manifest
-    files: dict[str, list[Any]] | None
     created: bool
 
     async def stop(self) -> None:
@@ -122,6 +121,7 @@ class RayBackend:
         self._starting: dict[Key, asyncio.Task[RayDeployment]] = {}
         self._failed: dict[Key, dict[str, Any]] = {}
         self._running: dict[str, int] = {}
+        self._refreshed = 0.0
         self._keeper: Any = None
 
     # -- lifetime --------------------------------------------------------------------------
@@ -175,11 +175,10 @@ class RayBackend:
         app = app_name(manifest)
         try:
             existing = await asyncio.to_thread(self._app_exists, app)
-            files = None
             if not existing:
-                files = await asyncio.to_thread(put_files, self._keeper, app, spec.files)
+                await asyncio.to_thread(put_files, self._keeper, app, spec.files)
                 await asyncio.wait_for(
-                    asyncio.to_thread(self._run, app, manifest, files, scaling), self.load_timeout
+                    asyncio.to_thread(self._run, app, manifest, scaling), self.load_timeout
                 )
             handle = serve.get_app_handle(app)
             status = await handle.load_status.remote()
@@ -187,7 +186,7 @@ class RayBackend:
             await self.delete_app(app)
             message = f"the model did not load within {self.load_timeout:g} s"
             raise WorkerLoadError({"stage": "timeout", "message": message}) from None
-        except (RayServeException, RayActorError, RayTaskError, RuntimeError) as exc:
+        except (RayServeException, RayActorError, RayTaskError, RuntimeError, ValueError) as exc:
             await self.delete_app(app)
             message = f"Ray Serve could not deploy the model: {exc}"
             raise WorkerLoadError({"stage": "worker", "message": message}) from exc
@@ -196,7 +195,8 @@ class RayBackend:
         except WorkerLoadError:
             await self.delete_app(app)
             raise
-        return RayDeployment(self, app, handle, manifest, files, created=not existing)
+        await self.refresh(max_age=0.0)
+        return RayDeployment(self, app, handle, manifest, created=not existing)
 
     def adopt(self, deployment: RayDeployment, key: Key) -> None:
         self._apps[key] = deployment
@@ -247,22 +247,15 @@ class RayBackend:
             self._starting.pop(key, None)
         self._apps[key] = deployment
         self._failed.pop(key, None)
-        await self.refresh()
         return deployment
 
     async def apply_scaling(self, model_id: str, scaling: dict[str, Any] | None) -> None:
         """Redeploy the model's applications with new options; Ray Serve changes only the
         replica count when nothing else changed."""
-        for key, deployment in list(self._apps.items()):
-            if key[0] != model_id:
-                continue
-            if deployment.files is None:
-                self._apps.pop(key)  # deployed by another control plane: redeploy on use
-                continue
-            await asyncio.to_thread(
-                self._run, deployment.app, deployment.manifest, deployment.files, scaling
-            )
-        await self.refresh()
+        apps = {d.app: d for k, d in self._apps.items() if k[0] == model_id}
+        for app, deployment in apps.items():
+            await asyncio.to_thread(self._run, app, deployment.manifest, scaling)
+        await self.refresh(max_age=0.0)
 
     async def stop_model(self, model_id: str, version: int | None = None) -> None:
         gone = [k for k in self._apps if k[0] == model_id and version in (None, k[1])]
@@ -277,7 +270,12 @@ class RayBackend:
         """Called by the housekeeping loop: refresh replica counts. Ray scales, we don't."""
         await self.refresh()
 
-    async def refresh(self) -> None:
+    async def refresh(self, max_age: float = 1.0) -> None:
+        """Ask Serve for replica counts, at most once per ``max_age`` seconds."""
+        now = time.monotonic()
+        if now - self._refreshed < max_age:
+            return
+        self._refreshed = now
         try:
             self._running = await asyncio.to_thread(self._replica_counts)
         except Exception as exc:  # the cluster may be briefly unreachable
@@ -295,14 +293,15 @@ class RayBackend:
         self,
         app: str,
         manifest: Manifest,
-        files: dict[str, list[Any]],
         scaling: dict[str, Any] | None,
     ) -> None:
         options = serve_options(manifest, scaling, self.options)
         started = time.monotonic()
-        target = ModelReplica.options(**options).bind(  # type: ignore[attr-defined]
-            manifest.name, manifest.to_json_bytes(), files, self.options.replica
-        )
+        deployment = ModelReplica.options(**options)  # type: ignore[attr-defined]
+        # Serve gives every imperative deploy a random version, which replaces all replicas
+        # even when only their count changed; the app name already pins what they run.
+        deployment._version = app
+        target = deployment.bind(app, manifest.name, manifest.to_json_bytes(), self.options.replica)
         serve.run(target, name=app, route_prefix=None)
         log.info("%s: deployed %s in %.1f s", manifest.name, app, time.monotonic() - started)
 

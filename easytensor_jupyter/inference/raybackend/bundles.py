@@ -3,7 +3,9 @@
 Objects normally die with the process that put them. Replicas that Ray restarts later (a node
 lost, a health check failed) must still find their files after the control plane that uploaded
 them has stopped or restarted, so a small detached actor puts the chunks itself and keeps the
-references, one set per application, until the model is deleted.
+references, one set per application, until the model is deleted. Replicas ask it for them by
+application name, which also keeps the deployment's arguments the same from one deploy to the
+next: Ray Serve then changes a replica count without restarting the running replicas.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 
 import ray
 
-__all__ = ["CHUNK_BYTES", "BundleKeeper", "keeper", "put_files"]
+__all__ = ["CHUNK_BYTES", "KEEPER_NAME", "BundleKeeper", "keeper", "put_files"]
 
 CHUNK_BYTES = 64 << 20
 KEEPER_NAME = "easytensor-bundles"
@@ -22,18 +24,26 @@ KEEPER_NAME = "easytensor-bundles"
 @ray.remote(num_cpus=0, max_restarts=0)
 class BundleKeeper:
     def __init__(self) -> None:
-        self.refs: dict[str, list[Any]] = {}
+        self.refs: dict[str, dict[str, list[Any]]] = {}
 
-    def put(self, app: str, chunk: bytes) -> list[Any]:
-        ref = ray.put(chunk)
-        self.refs.setdefault(app, []).append(ref)
-        return [ref]
+    def start(self, app: str) -> None:
+        self.refs[app] = {}
+
+    def put(self, app: str, name: str, chunk: bytes) -> None:
+        self.refs[app].setdefault(name, []).append(ray.put(chunk))
+
+    def files(self, app: str) -> dict[str, list[list[Any]]] | None:
+        """Each chunk's reference nested in a list, so Ray hands it over unresolved."""
+        found = self.refs.get(app)
+        if found is None:
+            return None
+        return {name: [[ref] for ref in refs] for name, refs in found.items()}
+
+    def has(self, app: str) -> bool:
+        return app in self.refs
 
     def drop(self, app: str) -> bool:
         return self.refs.pop(app, None) is not None
-
-    def apps(self) -> list[str]:
-        return sorted(self.refs)
 
 
 def keeper(namespace: str) -> Any:
@@ -42,16 +52,13 @@ def keeper(namespace: str) -> Any:
     ).remote()
 
 
-def put_files(handle: Any, app: str, files: dict[str, Path]) -> dict[str, list[Any]]:
+def put_files(handle: Any, app: str, files: dict[str, Path]) -> None:
     """Read each file in chunks, so a large model never sits whole in the control plane."""
-    out: dict[str, list[Any]] = {}
+    ray.get(handle.start.remote(app))
     for name, path in files.items():
-        chunks: list[Any] = []
         with path.open("rb") as f:
             while True:
                 data = f.read(CHUNK_BYTES)
-                chunks.append(ray.get(handle.put.remote(app, data)))
+                ray.get(handle.put.remote(app, name, data))
                 if len(data) < CHUNK_BYTES:
                     break
-        out[name] = chunks
-    return out

@@ -52,6 +52,8 @@ def error_reply(exc: BaseException | dict[str, Any]) -> bytes:
     body: dict[str, Any] = {"kind": kind, "message": str(exc)}
     if isinstance(exc, WorkerLoadError):
         body["error"] = exc.error
+    if isinstance(exc, WorkerCrashed):
+        body["returncode"] = exc.returncode
     return _pack({"err": body})
 
 
@@ -70,7 +72,7 @@ def decode_reply(raw: object) -> list[Any]:
     if kind == "timeout":
         raise WorkerTimeout(message)
     if kind == "crashed":
-        raise WorkerRestarted(f"the replica's model process exited ({message})")
+        raise WorkerCrashed(err.get("returncode"))
     if kind == "busy":
         raise WorkerBusy(message)
     if kind == "input":

@@ -23,6 +23,7 @@ from ray import serve
 
 from easytensor_jupyter import config
 from easytensor_jupyter.bundle import Manifest
+from easytensor_jupyter.inference.raybackend.bundles import KEEPER_NAME
 from easytensor_jupyter.inference.raybackend.envelope import error_reply, ok_reply
 from easytensor_jupyter.inference.sandbox import build_policy
 from easytensor_jupyter.inference.workers import (
@@ -39,9 +40,14 @@ ReplicaConfig = dict[str, Any]
 """Plain settings from the control plane: device, threads, timeouts, sandbox options."""
 
 
-def _write_files(directory: Path, files: dict[str, list[Any]]) -> dict[str, Path]:
-    """Each file arrives as a list of chunks, each a one-element list holding an ObjectRef
-    (nested so that Ray hands the reference over instead of resolving it up front)."""
+def _write_files(app: str, namespace: str, directory: Path) -> dict[str, Path]:
+    """Copy the version's files from the object store onto this node, chunk by chunk."""
+    keeper = ray.get_actor(KEEPER_NAME, namespace=namespace)
+    files: Any = ray.get(keeper.files.remote(app))
+    if files is None:
+        raise FileNotFoundError(
+            f"the cluster no longer holds this version's files ({app}); upload the model again"
+        )
     paths = {}
     for name, chunks in files.items():
         path = directory / name
@@ -55,7 +61,7 @@ def _write_files(directory: Path, files: dict[str, list[Any]]) -> dict[str, Path
 @serve.deployment(name="model")
 class ModelReplica:
     async def __init__(  # type: ignore[misc]
-        self, label: str, manifest_json: bytes, files: dict[str, list[Any]], cfg: ReplicaConfig
+        self, app: str, label: str, manifest_json: bytes, cfg: ReplicaConfig
     ) -> None:
         self.load_error: dict[str, Any] | None = None
         self.dir = Path(tempfile.mkdtemp(prefix="easytensor-replica-"))
@@ -68,7 +74,11 @@ class ModelReplica:
             wait_s = manifest.batching.max_wait_ms / 1000.0
             self.batched.set_batch_wait_timeout_s(wait_s)  # type: ignore[attr-defined]
             manifest.batching.max_wait_ms = 0.0
-        paths = await asyncio.to_thread(_write_files, self.dir, files)
+        try:
+            paths = await asyncio.to_thread(_write_files, app, cfg["namespace"], self.dir)
+        except (OSError, ray.exceptions.RayError) as exc:
+            self.load_error = {"stage": "files", "message": str(exc)}
+            return
         sandbox = None
         if cfg["sandbox"]:
             sandbox = build_policy(
@@ -79,26 +89,50 @@ class ModelReplica:
                 max_files=cfg["worker_max_files"],
                 cpu_seconds=cfg["worker_cpu_seconds"],
             )
-        spec = WorkerSpec(label, 1, paths, manifest.to_json_bytes())
-        self.worker = Worker(
-            spec,
-            device=cfg["device"],
-            threads=cfg["threads"],
-            max_pending=cfg["max_pending"],
-            on_exit=self._on_exit,
-            sandbox=sandbox,
-        )
+        self.spec = WorkerSpec(label, 1, paths, manifest.to_json_bytes())
+        self.cfg = cfg
+        self.sandbox = sandbox
+        self.restarting = asyncio.Lock()
+        self.worker = self._new_worker()
         try:
-            await self.worker.start()
-            await self.worker.wait_ready(float(cfg["load_timeout"]))
+            await self._start(self.worker)
         except WorkerLoadError as exc:
             self.load_error = exc.error
         except (WorkerError, OSError) as exc:
             self.load_error = {"stage": "worker", "message": f"the worker did not start: {exc}"}
 
+    def _new_worker(self) -> Worker:
+        return Worker(
+            self.spec,
+            device=self.cfg["device"],
+            threads=self.cfg["threads"],
+            max_pending=self.cfg["max_pending"],
+            on_exit=self._on_exit,
+            sandbox=self.sandbox,
+        )
+
+    async def _start(self, worker: Worker) -> None:
+        await worker.start()
+        await worker.wait_ready(float(self.cfg["load_timeout"]))
+
     def _on_exit(self, worker: Worker, reason: ExitReason) -> None:
-        """Nothing to do here: ``check_health`` reports the dead worker to Ray Serve, which
-        replaces this whole replica."""
+        """Nothing here: the next request starts a fresh worker (``_live_worker``)."""
+
+    async def _live_worker(self) -> Worker:
+        """The worker, restarted in place after a crash or a timeout, as the local backend
+        does; only if that fails does ``check_health`` hand the replica back to Ray Serve."""
+        if self.worker.state not in ("dead", "stopping"):
+            return self.worker
+        async with self.restarting:
+            if self.worker.state in ("dead", "stopping"):
+                worker = self._new_worker()
+                try:
+                    await self._start(worker)
+                except (WorkerError, OSError):
+                    await worker.stop()
+                    raise
+                self.worker = worker
+        return self.worker
 
     async def load_status(self) -> bytes:
         return error_reply(self.load_error) if self.load_error else ok_reply([])
@@ -119,24 +153,29 @@ class ModelReplica:
             if self.batching is not None:
                 results = await self.batched(instances)
             else:
-                results = await self.worker.predict(instances, self.timeout)
-        except WorkerError as exc:
+                worker = await self._live_worker()
+                results = await worker.predict(instances, self.timeout)
+        except (WorkerError, OSError) as exc:
             return error_reply(exc)
         return ok_reply(results)
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.002)
     async def batched(self, requests: list[list[Any]]) -> list[list[Any]]:
         flat = [x for request in requests for x in request]
-        results = await self.worker.predict(flat, self.timeout)
+        worker = await self._live_worker()
+        results = await worker.predict(flat, self.timeout)
         out, start = [], 0
         for request in requests:
             out.append(results[start : start + len(request)])
             start += len(request)
         return out
 
-    def check_health(self) -> None:
-        if self.load_error is None and self.worker.state == "dead":
-            raise RuntimeError("the model's worker process exited; Ray Serve replaces this replica")
+    async def check_health(self) -> None:
+        if self.load_error is None:
+            try:
+                await self._live_worker()
+            except (WorkerError, OSError) as exc:
+                raise RuntimeError(f"the model's worker cannot be restarted: {exc}") from None
 
     def __del__(self) -> None:
         worker = getattr(self, "worker", None)
