@@ -30,6 +30,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from benchmarks.procs import PY, ROOT, free_port
 
@@ -130,7 +131,7 @@ def _run_helper(nodes: int, cpus: int, temp_dir: str) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     threading.Thread(target=watch_stdin, daemon=True).start()
-    node = {"num_cpus": cpus, "node_ip_address": "127.0.0.1", "temp_dir": temp_dir}
+    node: dict[str, Any] = {"num_cpus": cpus, "node_ip_address": "127.0.0.1", "temp_dir": temp_dir}
     # shutdown_at_exit=False: no atexit hooks and no reaper; this function's finally and the
     # benchmark's killpg already cover every way out.
     cluster = Cluster(
@@ -148,7 +149,7 @@ def _run_helper(nodes: int, cpus: int, temp_dir: str) -> int:
         while not stop.wait(0.5):
             pass
     finally:
-        cluster.shutdown()
+        cluster.shutdown()  # type: ignore[no-untyped-call]
     return 0
 
 

@@ -19,6 +19,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -170,14 +171,8 @@ def _ray_rows(
                     _wait_replicas(client, up.id, replicas)
                     _check_answer(endpoint, bodies[model], retries=30)
                     name = f"easytensor on Ray ({replicas} replica{'s' if replicas > 1 else ''})"
-                    rows.append(
-                        _timed(
-                            f"ray {model} x{replicas}",
-                            lambda n=name, m=model, e=endpoint: _measure(
-                                n, m, e, bodies[m], seconds
-                            ),
-                        )
-                    )
+                    measure = partial(_measure, name, model, endpoint, bodies[model], seconds)
+                    rows.append(_timed(f"ray {model} x{replicas}", measure))
                 client.delete_model(up.id)
     return rows
 
