@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import msgpack
 import pytest
 
 from easytensor_jupyter.bundle import Batching, FileEntry, Manifest
-from easytensor_jupyter.inference.raybackend.backend import RayOptions, app_name, serve_options
+from easytensor_jupyter.inference.raybackend.backend import (
+    RayOptions,
+    app_name,
+    probe_address,
+    serve_options,
+)
 from easytensor_jupyter.inference.raybackend.envelope import decode_reply, error_reply, ok_reply
 from easytensor_jupyter.inference.workers import (
     WorkerBusy,
@@ -101,3 +111,24 @@ def test_gpu_batching_and_spread_options() -> None:
     assert out["ray_actor_options"] == {"num_cpus": 2, "num_gpus": 1}
     assert out["max_replicas_per_node"] == 1
     assert out["max_ongoing_requests"] == 128
+
+
+def test_an_unreachable_cluster_stops_the_server_with_one_line(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "easytensor_jupyter.cli", "serve", "--port", "0"]
+    command += ["--backend", "ray", "--ray-address", f"127.0.0.1:{port}"]
+    env = {**os.environ, "EASYTENSOR_HOME": str(tmp_path)}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"cannot use the Ray cluster at 127.0.0.1:{port}: nothing answers at "
+        f"127.0.0.1:{port} (Connection refused); start the cluster with `ray start --head`, "
+        "or check --ray-address"
+    ]
+
+
+def test_a_malformed_address_is_named() -> None:
+    with pytest.raises(ValueError, match="not HOST:PORT"):
+        probe_address("head-node")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,7 +37,14 @@ from easytensor_jupyter.inference.workers import (
     WorkerTimeout,
 )
 
-__all__ = ["RayBackend", "RayDeployment", "RayOptions", "app_name"]
+__all__ = [
+    "RayBackend",
+    "RayDeployment",
+    "RayOptions",
+    "app_name",
+    "probe_address",
+    "serve_options",
+]
 
 log = logging.getLogger("easytensor.ray")
 _MARGIN_S = 5.0
@@ -129,6 +137,7 @@ class RayBackend:
     def connect(self) -> None:
         """Join the cluster (or start a local one when no address is given) and start Serve
         without its HTTP proxy: this server stays the only HTTP front."""
+        probe_address(self.options.address)
         ray.init(
             address=self.options.address,
             namespace=self.options.namespace,
@@ -325,3 +334,20 @@ class RayBackend:
 
 async def _result(response: Any) -> Any:
     return await response
+
+
+def probe_address(address: str | None, timeout: float = 5.0) -> None:
+    """Fail fast on a wrong ``--ray-address``: ``ray.init`` would retry for minutes."""
+    if not address or address in ("auto", "local") or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"--ray-address {address!r} is not HOST:PORT (e.g. 10.0.0.5:6379)")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout).close()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConnectionError(
+            f"nothing answers at {address} ({reason}); start the cluster with "
+            "`ray start --head`, or check --ray-address"
+        ) from None
