@@ -19,8 +19,12 @@ from typing import Any
 
 import ray
 from ray import serve
-from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
-from ray.serve.exceptions import BackPressureError, RayServeException
+from ray.exceptions import ActorUnavailableError, RayActorError, RayError, RayTaskError
+from ray.serve.exceptions import (
+    BackPressureError,
+    RayServeException,
+    ReplicaUnavailableError,
+)
 
 from easytensor_jupyter.bundle import Manifest
 from easytensor_jupyter.inference.pool import VersionStatus
@@ -31,6 +35,7 @@ from easytensor_jupyter.inference.store import content_key
 from easytensor_jupyter.inference.workers import (
     Key,
     WorkerBusy,
+    WorkerError,
     WorkerLoadError,
     WorkerRestarted,
     WorkerSpec,
@@ -182,6 +187,7 @@ class RayBackend:
         """Deploy (or find) the version's application and check that its model loaded."""
         manifest = Manifest.model_validate_json(spec.manifest_json)
         app = app_name(manifest)
+        existing = False
         try:
             existing = await asyncio.to_thread(self._app_exists, app)
             if not existing:
@@ -190,22 +196,26 @@ class RayBackend:
                     asyncio.to_thread(self._run, app, manifest, scaling), self.load_timeout
                 )
             handle = serve.get_app_handle(app)
-            status = await handle.load_status.remote()
+            decode_reply(await handle.load_status.remote())
+        except WorkerLoadError:
+            await self._discard(app, existing)
+            raise
         except TimeoutError:
-            await self.delete_app(app)
+            await self._discard(app, existing)
             message = f"the model did not load within {self.load_timeout:g} s"
             raise WorkerLoadError({"stage": "timeout", "message": message}) from None
-        except (RayServeException, RayActorError, RayTaskError, RuntimeError, ValueError) as exc:
-            await self.delete_app(app)
+        except (RayServeException, RayError, RuntimeError, ValueError) as exc:
+            await self._discard(app, existing)
             message = f"Ray Serve could not deploy the model: {exc}"
             raise WorkerLoadError({"stage": "worker", "message": message}) from exc
-        try:
-            decode_reply(status)
-        except WorkerLoadError:
-            await self.delete_app(app)
-            raise
         await self.refresh(max_age=0.0)
         return RayDeployment(self, app, handle, manifest, created=not existing)
+
+    async def _discard(self, app: str, existing: bool) -> None:
+        """Remove what a failed check deployed; an application that was there before serves
+        other versions and stays."""
+        if not existing:
+            await self.delete_app(app)
 
     def adopt(self, deployment: RayDeployment, key: Key) -> None:
         self._apps[key] = deployment
@@ -228,10 +238,16 @@ class RayBackend:
             ) from None
         except BackPressureError as exc:
             raise WorkerBusy(f"every replica is busy: {exc}") from None
-        except (RayActorError, ActorUnavailableError) as exc:
+        except (
+            RayActorError,
+            ActorUnavailableError,
+            ReplicaUnavailableError,
+        ) as exc:
             raise WorkerRestarted(
                 f"the replica serving this request died ({type(exc).__name__})"
             ) from None
+        except RayTaskError as exc:
+            raise WorkerError(f"the replica failed: {type(exc.cause).__name__}") from None
         except RayServeException as exc:
             self._apps.pop(key, None)
             raise WorkerRestarted(
