@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import psutil
 
@@ -54,7 +53,3 @@ def replica_processes(app_prefix: str = "ServeReplica:et-") -> dict[int, int]:
         if app_prefix in cmdline and proc.info["ppid"]:
             found[int(proc.info["pid"])] = int(proc.info["ppid"])
     return found
-
-
-def tail(path: Path, lines: int = 40) -> str:
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])

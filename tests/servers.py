@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from typing import Any
 import requests
 from bundles import Bundle
 
-__all__ = ["RunningServer", "alive", "start_server"]
+__all__ = ["RunningServer", "alive", "start_server", "wait_until"]
 
 LISTENING = re.compile(r"EasyTensor server listening on (http://\S+)")
 
@@ -149,3 +150,12 @@ def start_server(
     assert requests.get(f"{url}/health", timeout=10).status_code == 200
     key = full_env.get("EASYTENSOR_API_KEY") or (home / "admin_key").read_text().strip()
     return RunningServer(url, key, home, store or home / "store", proc, log_path)
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str, poll: float = 0.2) -> None:
+    """Poll ``check`` until it holds; fail naming ``what`` was awaited."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(poll)

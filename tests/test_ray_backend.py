@@ -12,7 +12,7 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ import torch
 from bundles import BATCH_SOURCE, Bundle, make_bundle
 from postgres import create_database, drop_database
 from raycluster import LOOPBACK_ENV, ray_cluster, replica_processes
-from servers import RunningServer, start_server
+from servers import RunningServer, start_server, wait_until
 
 from easytensor_jupyter.bundle import Batching
 from easytensor_jupyter.client import Client, EasyTensorError
@@ -77,14 +77,6 @@ def _bundle(tmp_path: Path, **kwargs: Any) -> Bundle:
     )
 
 
-def _wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.5)
-
-
 def _replicas(bundle: Bundle) -> dict[int, int]:
     return replica_processes(f"ServeReplica:{app_name(bundle.manifest)}:")
 
@@ -126,8 +118,8 @@ def test_two_replicas_on_two_nodes_and_a_killed_one_is_replaced(
     try:
         scaled = ray_client.set_scaling(model_id, replicas=2)
         assert scaled["scaling"] == {"replicas": 2, "autoscaling": None}
-        _wait_for(lambda: _running(ray_client, model_id) == 2, 120, "2 running replicas")
-        _wait_for(lambda: len(_replicas(bundle)) == 2, 60, "2 replica processes")
+        wait_until(lambda: _running(ray_client, model_id) == 2, 120, "2 running replicas")
+        wait_until(lambda: len(_replicas(bundle)) == 2, 60, "2 replica processes")
         mine = _replicas(bundle)
         assert first <= set(mine), "scaling up replaced the running replica"
         assert len(set(mine.values())) == 2, "both replicas run on one node"
@@ -157,8 +149,8 @@ def test_two_replicas_on_two_nodes_and_a_killed_one_is_replaced(
                 fresh = set(_replicas(bundle))
                 return victim not in fresh and len(fresh) == 2
 
-            _wait_for(replaced, 120, "Ray to replace the killed replica")
-            _wait_for(lambda: _running(ray_client, model_id) == 2, 60, "2 running replicas")
+            wait_until(replaced, 120, "Ray to replace the killed replica")
+            wait_until(lambda: _running(ray_client, model_id) == 2, 60, "2 running replicas")
             time.sleep(1.0)
         finally:
             stop.set()
@@ -187,7 +179,7 @@ def test_autoscaling_through_the_api_and_cli_words(ray_client: Client, tmp_path:
         }
         assert ray_client.get_model(upload.id)["scaling"] == model["scaling"]
         assert ray_client.predict(upload.id, ["hi"]).predictions[0]["text"] == "hi"
-        _wait_for(lambda: _running(ray_client, upload.id) >= 1, 60, "a running replica")
+        wait_until(lambda: _running(ray_client, upload.id) >= 1, 60, "a running replica")
         with pytest.raises(EasyTensorError) as info:
             ray_client.request(
                 "PUT",
@@ -259,7 +251,7 @@ def test_a_model_that_fails_to_load_is_refused_and_leaves_nothing(
     assert info.value.status == 422
     assert "cannot build this one" in str(info.value)
     assert not any(m["name"] == bundle.manifest.name for m in ray_client.list_models())
-    _wait_for(lambda: not _replicas(bundle), 60, "the failed deployment to go")
+    wait_until(lambda: not _replicas(bundle), 60, "the failed deployment to go")
 
 
 def test_deleting_a_model_removes_its_deployment(ray_client: Client, tmp_path: Path) -> None:
@@ -268,4 +260,4 @@ def test_deleting_a_model_removes_its_deployment(ray_client: Client, tmp_path: P
     assert ray_client.predict(upload.id, ["x"]).predictions[0]["text"] == "x"
     assert _replicas(bundle)
     ray_client.delete_model(upload.id)
-    _wait_for(lambda: not _replicas(bundle), 60, "the replicas to stop")
+    wait_until(lambda: not _replicas(bundle), 60, "the replicas to stop")

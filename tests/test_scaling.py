@@ -6,22 +6,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 
 import pytest
 from bundles import Bundle
-from servers import RunningServer
+from servers import RunningServer, wait_until
 
 from easytensor_jupyter.client import Client, EasyTensorError
-
-
-def _wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.2)
 
 
 def test_fixed_replicas_start_that_many_workers_and_persist(
@@ -43,7 +34,7 @@ def test_fixed_replicas_start_that_many_workers_and_persist(
         client.predict(upload.id, ["x"])
         return client.get_model(upload.id)["replicas_running"] == 3
 
-    _wait_for(grown, 60, "3 workers")
+    wait_until(grown, 60, "3 workers")
     assert len(running.worker_pids()) >= 3
 
     client.set_scaling(upload.id, replicas=1)

@@ -23,6 +23,7 @@ import uvicorn
 
 from easytensor_jupyter import config
 from easytensor_jupyter.inference.app import create_app
+from easytensor_jupyter.inference.backend import ServingBackend
 from easytensor_jupyter.inference.blobs import StoreFull
 from easytensor_jupyter.inference.fastpath import PredictFastPath
 from easytensor_jupyter.inference.sandbox import resolve_user
@@ -165,17 +166,14 @@ async def _serve(server: uvicorn.Server, sock: socket.socket, options: ServeOpti
             config.remove_server_info(os.getpid())
 
 
-def _connect_ray(backend: object, options: ServeOptions) -> bool:
+def _connect_ray(backend: ServingBackend, options: ServeOptions) -> bool:
+    from easytensor_jupyter.inference.raybackend import RayBackend
+
+    assert isinstance(backend, RayBackend)
     where = options.ray_address or "a new local Ray instance"
     _say(f"Backend: Ray Serve at {where}")
     try:
-        backend.connect()  # type: ignore[attr-defined]
-    except ImportError:
-        print(
-            "the Ray backend needs Ray Serve: pip install 'easytensor-jupyter[ray]'",
-            file=sys.stderr,
-        )
-        return False
+        backend.connect()
     except Exception as exc:
         print(f"cannot use the Ray cluster at {where}: {exc}".splitlines()[0], file=sys.stderr)
         return False

@@ -163,9 +163,7 @@ class RayBackend:
     # -- what the routes ask ---------------------------------------------------------------
 
     def count(self) -> int:
-        return sum(
-            self._running.get(d.app, 0) for d in {d.app: d for d in self._apps.values()}.values()
-        )
+        return sum(self._running.get(app, 0) for app in {d.app for d in self._apps.values()})
 
     def replicas(self, key: Key) -> int:
         deployment = self._apps.get(key)
@@ -230,7 +228,7 @@ class RayBackend:
         deployment = self._apps.get(key) or await self._ensure(key, spec)
         response = deployment.handle.remote(instances)
         try:
-            raw = await asyncio.wait_for(_result(response), self.predict_timeout + _MARGIN_S)
+            raw = await asyncio.wait_for(response, self.predict_timeout + _MARGIN_S)
         except TimeoutError:
             response.cancel()
             raise WorkerTimeout(
@@ -346,10 +344,6 @@ class RayBackend:
                 if getattr(state, "value", state) == "RUNNING"
             )
         return counts
-
-
-async def _result(response: Any) -> Any:
-    return await response
 
 
 def probe_address(address: str | None, timeout: float = 5.0) -> None:

@@ -39,9 +39,6 @@ class BundleKeeper:
             return None
         return {name: [[ref] for ref in refs] for name, refs in found.items()}
 
-    def has(self, app: str) -> bool:
-        return app in self.refs
-
     def drop(self, app: str) -> bool:
         return self.refs.pop(app, None) is not None
 

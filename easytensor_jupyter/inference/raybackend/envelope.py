@@ -17,7 +17,6 @@ from easytensor_jupyter.inference.workers import (
     WorkerError,
     WorkerInputError,
     WorkerLoadError,
-    WorkerMemoryLimit,
     WorkerRestarted,
     WorkerTimeout,
 )
@@ -26,7 +25,6 @@ __all__ = ["decode_reply", "error_reply", "ok_reply"]
 
 _KINDS: dict[type[WorkerError], str] = {
     WorkerTimeout: "timeout",
-    WorkerMemoryLimit: "crashed",
     WorkerCrashed: "crashed",
     WorkerBusy: "busy",
     WorkerInputError: "input",

@@ -11,9 +11,7 @@ when the bundle asks for batching, and handed to the worker as one batch.
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
-import socket
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -136,15 +134,6 @@ class ModelReplica:
 
     async def load_status(self) -> bytes:
         return error_reply(self.load_error) if self.load_error else ok_reply([])
-
-    async def where(self) -> dict[str, Any]:
-        """Which node and process answered; for tests and ``easytensor models`` diagnostics."""
-        return {
-            "node_id": ray.get_runtime_context().get_node_id(),
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "worker_pid": self.worker.proc.pid if self.worker.proc else None,
-        }
 
     async def __call__(self, instances: list[Any]) -> bytes:
         if self.load_error is not None:
