@@ -64,7 +64,7 @@ def _in_process_row(model: str, bundle: Path, seconds: float) -> dict[str, Any]:
     import torch
 
     from easytensor_jupyter.bundle import read_manifest_dir
-    from easytensor_jupyter.inference.runtime import load_bundle_dir
+    from easytensor_jupyter.inference.runtime.loader import load_bundle_dir
 
     torch.set_num_threads(1)
     net = load_bundle_dir(bundle, read_manifest_dir(bundle)).model
@@ -217,7 +217,7 @@ def _cold_start(work: Path, repeats: int) -> dict[str, Any]:
 
     from easytensor_jupyter.bundle import read_manifest_dir
     from easytensor_jupyter.client import Client
-    from easytensor_jupyter.inference.runtime import load_bundle_dir
+    from easytensor_jupyter.inference.runtime.loader import load_bundle_dir
 
     spec = MODELS["cnn"]
     x = native_instance("cnn")

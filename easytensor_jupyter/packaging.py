@@ -29,7 +29,7 @@ from easytensor_jupyter.bundle import (
     file_entry,
 )
 from easytensor_jupyter.client import Client, UploadResult
-from easytensor_jupyter.inference.runtime import NotJSONableError, to_jsonable
+from easytensor_jupyter.inference.runtime.loader import NotJSONableError, to_jsonable
 from easytensor_jupyter.instances import encode_instance, input_kind
 from easytensor_jupyter.validate import (
     ModelCheckError,

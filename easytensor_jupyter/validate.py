@@ -76,7 +76,7 @@ def rebuild_in_fresh_process(
         command = [
             sys.executable,
             "-m",
-            "easytensor_jupyter.inference.check_main",
+            "easytensor_jupyter.inference.backends.local.check_main",
             str(directory),
             "--report",
             str(report_path),

@@ -16,7 +16,7 @@ import requests
 from bundles import Bundle
 from servers import RunningServer
 
-from easytensor_jupyter.inference.protocol import decode_body, encode_request, predict_frame
+from easytensor_jupyter.inference.runtime.protocol import decode_body, encode_request, predict_frame
 
 PID_SOURCE = textwrap.dedent(
     """

@@ -10,23 +10,23 @@ import pytest
 from bundles import Bundle
 
 from easytensor_jupyter.bundle import read_bundle_stream
-from easytensor_jupyter.inference.blobs import PinningSink
-from easytensor_jupyter.inference.protocol import (
+from easytensor_jupyter.inference.api.predict import _worker_error
+from easytensor_jupyter.inference.api.upload import BodyBridge
+from easytensor_jupyter.inference.backends.errors import (
+    WorkerBusy,
+    WorkerCrashed,
+    WorkerRestarted,
+    WorkerTimeout,
+)
+from easytensor_jupyter.inference.runtime.protocol import (
     FrameError,
     decode_body,
     encode_frame,
     recv_frame,
     send_frame,
 )
-from easytensor_jupyter.inference.routes_predict import _worker_error
 from easytensor_jupyter.inference.store import Store
-from easytensor_jupyter.inference.upload import BodyBridge
-from easytensor_jupyter.inference.workers import (
-    WorkerBusy,
-    WorkerCrashed,
-    WorkerRestarted,
-    WorkerTimeout,
-)
+from easytensor_jupyter.inference.store.blobs import PinningSink
 
 
 def test_frames_round_trip_over_a_socketpair() -> None:

@@ -25,7 +25,7 @@ from servers import RunningServer, start_server, wait_until
 
 from easytensor_jupyter.bundle import Batching
 from easytensor_jupyter.client import Client, EasyTensorError
-from easytensor_jupyter.inference.raybackend.backend import app_name
+from easytensor_jupyter.inference.backends.ray.backend import app_name
 
 pytest.importorskip("ray.serve", reason="the Ray backend needs ray[serve]")
 

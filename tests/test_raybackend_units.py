@@ -13,14 +13,7 @@ import msgpack
 import pytest
 
 from easytensor_jupyter.bundle import Batching, FileEntry, Manifest
-from easytensor_jupyter.inference.raybackend.backend import (
-    RayOptions,
-    app_name,
-    probe_address,
-    serve_options,
-)
-from easytensor_jupyter.inference.raybackend.envelope import decode_reply, error_reply, ok_reply
-from easytensor_jupyter.inference.workers import (
+from easytensor_jupyter.inference.backends.errors import (
     WorkerBusy,
     WorkerCrashed,
     WorkerError,
@@ -29,6 +22,13 @@ from easytensor_jupyter.inference.workers import (
     WorkerRestarted,
     WorkerTimeout,
 )
+from easytensor_jupyter.inference.backends.ray.backend import (
+    RayOptions,
+    app_name,
+    probe_address,
+    serve_options,
+)
+from easytensor_jupyter.inference.backends.ray.envelope import decode_reply, error_reply, ok_reply
 
 
 def _manifest(name: str = "m", batching: Batching | None = None, **extra: Any) -> Manifest:

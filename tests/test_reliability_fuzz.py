@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from servers import RunningServer
 
 from easytensor_jupyter.bundle import BundleError, Limits, ReceivedBundle, read_bundle_stream
-from easytensor_jupyter.inference.blobs import BlobStore, PinningSink
+from easytensor_jupyter.inference.store.blobs import BlobStore, PinningSink
 
 __all__: list[str] = []
 

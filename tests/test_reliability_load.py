@@ -23,7 +23,7 @@ import requests
 from bundles import Bundle
 from servers import RunningServer
 
-from easytensor_jupyter.inference.watchdog import rss_bytes
+from easytensor_jupyter.inference.backends.local.watchdog import rss_bytes
 
 __all__ = ["LoadResult", "run_load"]
 

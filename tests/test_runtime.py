@@ -12,7 +12,7 @@ import pytest
 import torch
 from bundles import BATCH_SOURCE, Bundle
 
-from easytensor_jupyter.inference.runtime import (
+from easytensor_jupyter.inference.runtime.loader import (
     LoadError,
     NotJSONableError,
     load_bundle_dir,

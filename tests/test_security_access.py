@@ -19,7 +19,7 @@ from bundles import Bundle
 from servers import RunningServer
 
 from easytensor_jupyter.cli import serve as serve_cli
-from easytensor_jupyter.inference.server import ServeOptions
+from easytensor_jupyter.inference.options import ServeOptions
 
 __all__: list[str] = []
 

@@ -13,7 +13,6 @@ import pytest
 from bundles import Bundle
 
 from easytensor_jupyter.bundle import read_bundle_stream
-from easytensor_jupyter.inference.blobs import PinningSink
 from easytensor_jupyter.inference.store import (
     ConflictError,
     CreateResult,
@@ -24,6 +23,7 @@ from easytensor_jupyter.inference.store import (
     content_key,
     redact_url,
 )
+from easytensor_jupyter.inference.store.blobs import PinningSink
 from easytensor_jupyter.inference.store.database import to_pyformat
 
 

@@ -15,7 +15,7 @@ import litserve as ls
 import torch
 
 from easytensor_jupyter.bundle import read_manifest_dir
-from easytensor_jupyter.inference.runtime import load_bundle_dir
+from easytensor_jupyter.inference.runtime.loader import load_bundle_dir
 
 __all__ = ["BundleAPI", "main"]
 

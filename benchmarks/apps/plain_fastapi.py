@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 
 from easytensor_jupyter.bundle import read_manifest_dir
-from easytensor_jupyter.inference.runtime import load_bundle_dir
+from easytensor_jupyter.inference.runtime.loader import load_bundle_dir
 
 __all__ = ["app"]
 

@@ -33,7 +33,7 @@ def handle(data: list[dict[str, Any]] | None, context: Any) -> list[Any] | None:
     global _MODEL
     if _MODEL is None:
         from easytensor_jupyter.bundle import read_manifest_dir
-        from easytensor_jupyter.inference.runtime import load_bundle_dir
+        from easytensor_jupyter.inference.runtime.loader import load_bundle_dir
 
         torch.set_num_threads(1)
         directory = Path(context.system_properties["model_dir"])

@@ -79,7 +79,7 @@ def _load_state(path: Path) -> dict[str, Any]:
 
 @handles_errors
 def _deploy(args: argparse.Namespace) -> int:
-    from easytensor_jupyter.inference.runtime import LoadError, import_model_module
+    from easytensor_jupyter.inference.runtime.loader import LoadError, import_model_module
     from easytensor_jupyter.packaging import NO_SAMPLE, InitArgs, PublishRequest, publish
     from easytensor_jupyter.progress import byte_progress
     from easytensor_jupyter.validate import ModelCheckError, check_source

@@ -179,7 +179,8 @@ def add_parser(sub: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from easytensor_jupyter.inference.server import ServeOptions, run
+    from easytensor_jupyter.inference.options import ServeOptions
+    from easytensor_jupyter.inference.server import run
 
     options = ServeOptions(
         host=args.host,

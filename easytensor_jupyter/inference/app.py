@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -14,28 +15,29 @@ from starlette.responses import Response
 
 from easytensor_jupyter import config
 from easytensor_jupyter._version import __version__
-from easytensor_jupyter.inference import routes_models, routes_predict, routes_system, routes_tokens
-from easytensor_jupyter.inference.auth import Authenticator
-from easytensor_jupyter.inference.backend import ServingBackend
-from easytensor_jupyter.inference.blobs import StoreFull
-from easytensor_jupyter.inference.errors import (
+from easytensor_jupyter.inference.api import models, predict, system, tokens
+from easytensor_jupyter.inference.api.auth import Authenticator
+from easytensor_jupyter.inference.api.errors import (
     OrjsonResponse,
     error_response,
     install_error_handlers,
 )
+from easytensor_jupyter.inference.api.upload import BodyLimitMiddleware
+from easytensor_jupyter.inference.backends.base import ServingBackend
+from easytensor_jupyter.inference.backends.local.pool import WorkerPool
+from easytensor_jupyter.inference.backends.local.sandbox import SandboxPolicy, build_policy
+from easytensor_jupyter.inference.backends.local.watchdog import MemoryWatchdog
+from easytensor_jupyter.inference.backends.local.workdir import sweep_stale_dirs
 from easytensor_jupyter.inference.metrics import Metrics, MetricsMiddleware
-from easytensor_jupyter.inference.pool import WorkerPool
-from easytensor_jupyter.inference.sandbox import SandboxPolicy, build_policy
-from easytensor_jupyter.inference.state import AppState, Settings
+from easytensor_jupyter.inference.options import ServeOptions
+from easytensor_jupyter.inference.state import AppState
 from easytensor_jupyter.inference.store import (
     ConflictError,
     NotFoundError,
     RegistryUnavailable,
     Store,
 )
-from easytensor_jupyter.inference.upload import BodyLimitMiddleware
-from easytensor_jupyter.inference.watchdog import MemoryWatchdog
-from easytensor_jupyter.inference.workers import sweep_stale_dirs
+from easytensor_jupyter.inference.store.blobs import StoreFull
 
 __all__ = ["create_app"]
 
@@ -79,11 +81,11 @@ async def _housekeeping(state: AppState) -> None:
             log.exception("housekeeping failed")
 
 
-def _sandbox(settings: Settings) -> SandboxPolicy | None:
+def _sandbox(settings: ServeOptions, store: Path) -> SandboxPolicy | None:
     if not settings.sandbox:
         return None
     return build_policy(
-        store=settings.store,
+        store=store,
         home=config.home(),
         user=settings.worker_user,
         network=settings.worker_network,
@@ -92,7 +94,7 @@ def _sandbox(settings: Settings) -> SandboxPolicy | None:
     )
 
 
-def _local_pool(settings: Settings, store: Store, metrics: Metrics) -> WorkerPool:
+def _local_pool(settings: ServeOptions, store: Store, metrics: Metrics) -> WorkerPool:
     return WorkerPool(
         predict_timeout=settings.predict_timeout,
         load_timeout=settings.load_timeout,
@@ -103,7 +105,7 @@ def _local_pool(settings: Settings, store: Store, metrics: Metrics) -> WorkerPoo
         max_workers=settings.max_workers,
         workers_per_model=settings.workers_per_model,
         standby=settings.standby,
-        sandbox=_sandbox(settings),
+        sandbox=_sandbox(settings, store.root),
         watchdog=(
             MemoryWatchdog(int(settings.worker_memory_mb * (1 << 20)))
             if settings.worker_memory_mb
@@ -123,8 +125,8 @@ def _scaling_lookup(store: Store) -> Callable[[str], dict[str, Any] | None]:
     return scaling_of
 
 
-def _ray_backend(settings: Settings, store: Store) -> ServingBackend:
-    from easytensor_jupyter.inference.raybackend import RayBackend, RayOptions
+def _ray_backend(settings: ServeOptions, store: Store) -> ServingBackend:
+    from easytensor_jupyter.inference.backends.ray import RayBackend, RayOptions
 
     replica = {
         "device": settings.device,
@@ -154,7 +156,7 @@ def _ray_backend(settings: Settings, store: Store) -> ServingBackend:
     )
 
 
-def create_app(settings: Settings, store: Store, admin_key: str) -> FastAPI:
+def create_app(settings: ServeOptions, store: Store, admin_key: str) -> FastAPI:
     """Build the app around an opened store; workers start on demand and stop with the app.
 
     With the Ray backend, the caller connects it (``state.pool.connect()``) before serving.
@@ -195,7 +197,7 @@ def create_app(settings: Settings, store: Store, admin_key: str) -> FastAPI:
     app.add_exception_handler(ConflictError, _conflict)
     app.add_exception_handler(RegistryUnavailable, _registry_unavailable)
     app.add_exception_handler(StoreFull, _store_full)
-    for module in (routes_models, routes_tokens, routes_predict, routes_system):
+    for module in (models, tokens, predict, system):
         app.include_router(module.router)
     app.add_middleware(
         BodyLimitMiddleware,

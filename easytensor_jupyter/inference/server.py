@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import importlib.util
 import logging
 import os
@@ -15,57 +16,23 @@ import signal
 import socket
 import sys
 from collections.abc import Generator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import uvicorn
 
 from easytensor_jupyter import config
+from easytensor_jupyter.inference.api.fastpath import PredictFastPath
 from easytensor_jupyter.inference.app import create_app
-from easytensor_jupyter.inference.backend import ServingBackend
-from easytensor_jupyter.inference.blobs import StoreFull
-from easytensor_jupyter.inference.fastpath import PredictFastPath
-from easytensor_jupyter.inference.sandbox import resolve_user
-from easytensor_jupyter.inference.state import Settings
+from easytensor_jupyter.inference.backends.base import ServingBackend
+from easytensor_jupyter.inference.backends.local.sandbox import resolve_user
+from easytensor_jupyter.inference.options import ServeOptions
 from easytensor_jupyter.inference.store import ConflictError, RegistryError, Store
+from easytensor_jupyter.inference.store.blobs import StoreFull
 
-__all__ = ["ServeOptions", "run"]
+__all__ = ["run"]
 
 log = logging.getLogger("easytensor.server")
 _OWNER_POLL_S = 0.25
-
-
-@dataclass(frozen=True)
-class ServeOptions:
-    host: str = "127.0.0.1"
-    port: int = config.DEFAULT_PORT
-    store: Path | None = None
-    db: str | None = None
-    predict_timeout: float = 30.0
-    load_timeout: float = 300.0
-    max_body_mb: float = 100.0
-    max_upload_mb: float = 65536.0
-    idle_unload: float = 900.0
-    embedded: bool = False
-    owner_pid: int | None = None
-    cors_origins: tuple[str, ...] = field(default_factory=tuple)
-    log_level: str = "info"
-    device: str = "cpu"
-    max_workers: int = 8
-    workers_per_model: int = 1
-    standby: bool = True
-    sandbox: bool = True
-    worker_user: str | None = "nobody"
-    worker_network: bool = False
-    worker_memory_mb: float | None = None
-    worker_cpu_seconds: int | None = None
-    worker_max_files: int = 1024
-    backend: Literal["local", "ray"] = "local"
-    ray_address: str | None = None
-    ray_namespace: str = "easytensor"
-    ray_replica_cpus: float = 1.0
-    ray_max_replicas_per_node: int | None = None
 
 
 def _private(path: Path) -> None:
@@ -167,7 +134,7 @@ async def _serve(server: uvicorn.Server, sock: socket.socket, options: ServeOpti
 
 
 def _connect_ray(backend: ServingBackend, options: ServeOptions) -> bool:
-    from easytensor_jupyter.inference.raybackend import RayBackend
+    from easytensor_jupyter.inference.backends.ray import RayBackend
 
     assert isinstance(backend, RayBackend)
     where = options.ray_address or "a new local Ray instance"
@@ -178,10 +145,6 @@ def _connect_ray(backend: ServingBackend, options: ServeOptions) -> bool:
         print(f"cannot use the Ray cluster at {where}: {exc}".splitlines()[0], file=sys.stderr)
         return False
     return True
-
-
-def _threads_per_worker() -> int:
-    return max(1, min(4, (os.cpu_count() or 2) // 2))
 
 
 def run(options: ServeOptions) -> int:
@@ -207,31 +170,7 @@ def run(options: ServeOptions) -> int:
     _say(f"Registry: {store.describe()}")
     _private(store_path)
     _private(config.home())
-    settings = Settings(
-        store=store_path,
-        predict_timeout=options.predict_timeout,
-        load_timeout=options.load_timeout,
-        max_body_bytes=int(options.max_body_mb * (1 << 20)),
-        max_upload_bytes=int(options.max_upload_mb * (1 << 20)),
-        idle_unload=options.idle_unload,
-        device=options.device,
-        threads=_threads_per_worker(),
-        max_workers=options.max_workers,
-        workers_per_model=options.workers_per_model,
-        standby=options.standby,
-        cors_origins=options.cors_origins,
-        sandbox=options.sandbox,
-        worker_user=options.worker_user,
-        worker_network=options.worker_network,
-        worker_memory_mb=options.worker_memory_mb,
-        worker_cpu_seconds=options.worker_cpu_seconds,
-        worker_max_files=options.worker_max_files,
-        backend=options.backend,
-        ray_address=options.ray_address,
-        ray_namespace=options.ray_namespace,
-        ray_replica_cpus=options.ray_replica_cpus,
-        ray_max_replicas_per_node=options.ray_max_replicas_per_node,
-    )
+    settings = dataclasses.replace(options, store=store_path)
     try:
         sock = _bind(options.host, options.port)
     except OSError as exc:

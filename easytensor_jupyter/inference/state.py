@@ -3,48 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import Request
 
 from easytensor_jupyter.bundle import Limits, Manifest
-from easytensor_jupyter.inference.auth import Authenticator, Principal
-from easytensor_jupyter.inference.backend import ServingBackend
+from easytensor_jupyter.inference.api.auth import Authenticator, Principal
+from easytensor_jupyter.inference.backends.base import ServingBackend, WorkerSpec
 from easytensor_jupyter.inference.metrics import Metrics
+from easytensor_jupyter.inference.options import ServeOptions
 from easytensor_jupyter.inference.store import Store
-from easytensor_jupyter.inference.workers import WorkerSpec
 
-__all__ = ["AppState", "ModelStats", "Settings", "get_state", "require_admin", "require_caller"]
-
-
-@dataclass(frozen=True)
-class Settings:
-    store: Path
-    predict_timeout: float = 30.0
-    load_timeout: float = 300.0
-    max_body_bytes: int = 100 << 20
-    max_upload_bytes: int = 64 << 30
-    idle_unload: float = 900.0
-    device: str = "cpu"
-    threads: int = 1
-    max_workers: int = 8
-    workers_per_model: int = 1
-    standby: bool = True
-    cors_origins: tuple[str, ...] = ()
-    sandbox: bool = True
-    worker_user: str | None = None
-    worker_network: bool = False
-    worker_memory_mb: float | None = None
-    worker_cpu_seconds: int | None = None
-    worker_max_files: int = 1024
-    backend: Literal["local", "ray"] = "local"
-    ray_address: str | None = None
-    ray_namespace: str = "easytensor"
-    ray_replica_cpus: float = 1.0
-    ray_max_replicas_per_node: int | None = None
+__all__ = ["AppState", "ModelStats", "get_state", "require_admin", "require_caller"]
 
 
 @dataclass
@@ -56,7 +28,7 @@ class ModelStats:
 
 @dataclass
 class AppState:
-    settings: Settings
+    settings: ServeOptions
     store: Store
     pool: ServingBackend
     auth: Authenticator

@@ -12,10 +12,8 @@ from __future__ import annotations
 from easytensor_jupyter.inference.store.database import (
     DB_NAME,
     Database,
-    PostgresDatabase,
     RegistryError,
     RegistryUnavailable,
-    SqliteDatabase,
     open_database,
     redact_url,
 )
@@ -27,6 +25,7 @@ from easytensor_jupyter.inference.store.migrations import (
     migrate,
     schema_version,
 )
+from easytensor_jupyter.inference.store.postgres import PostgresDatabase
 from easytensor_jupyter.inference.store.records import (
     ConflictError,
     CreateResult,
@@ -38,6 +37,7 @@ from easytensor_jupyter.inference.store.records import (
     now_iso,
 )
 from easytensor_jupyter.inference.store.registry import SHARED_GRACE_S, Store
+from easytensor_jupyter.inference.store.sqlite import SqliteDatabase
 
 __all__ = [
     "DB_NAME",

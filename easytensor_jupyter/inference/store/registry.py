@@ -24,14 +24,13 @@ from typing import Any, Literal
 import orjson
 
 from easytensor_jupyter.bundle import Manifest
-from easytensor_jupyter.inference.blobs import BlobStore
+from easytensor_jupyter.inference.store.blobs import BlobStore
 from easytensor_jupyter.inference.store.database import (
     Connection,
-    PostgresDatabase,
-    SqliteDatabase,
     open_database,
 )
 from easytensor_jupyter.inference.store.migrations import migrate
+from easytensor_jupyter.inference.store.postgres import PostgresDatabase
 from easytensor_jupyter.inference.store.records import (
     ConflictError,
     CreateResult,
@@ -43,6 +42,7 @@ from easytensor_jupyter.inference.store.records import (
     now_iso,
     slug,
 )
+from easytensor_jupyter.inference.store.sqlite import SqliteDatabase
 
 __all__ = ["SHARED_GRACE_S", "Store"]
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import msgpack
 
-from easytensor_jupyter.inference.workers import (
+from easytensor_jupyter.inference.backends.errors import (
     WorkerBusy,
     WorkerCrashed,
     WorkerError,

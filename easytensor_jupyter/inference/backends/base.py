@@ -1,15 +1,33 @@
 """What the routes need from whatever runs the models: local worker processes (``WorkerPool``)
-or Ray Serve deployments (``raybackend.RayBackend``)."""
+or Ray Serve deployments (``RayBackend``), and the spec of a version either one runs."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol
 
-from easytensor_jupyter.inference.pool import VersionStatus
-from easytensor_jupyter.inference.workers import Key, WorkerSpec
+__all__ = ["Key", "Loaded", "ServingBackend", "VersionStatus", "WorkerSpec"]
 
-__all__ = ["Loaded", "ServingBackend"]
+Key = tuple[str, int]
+VersionStatus = Literal["ready", "loading", "idle", "failed"]
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    model_id: str
+    version: int
+    files: dict[str, Path]
+    manifest_json: bytes
+
+    @property
+    def key(self) -> Key:
+        return (self.model_id, self.version)
+
+    @property
+    def label(self) -> str:
+        return f"{self.model_id} v{self.version}" if self.version else f"{self.model_id} (check)"
 
 
 class Loaded(Protocol):

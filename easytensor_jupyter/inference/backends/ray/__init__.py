@@ -5,6 +5,6 @@ Imported only when that backend is chosen, so the local default never imports Ra
 
 from __future__ import annotations
 
-from easytensor_jupyter.inference.raybackend.backend import RayBackend, RayOptions
+from easytensor_jupyter.inference.backends.ray.backend import RayBackend, RayOptions
 
 __all__ = ["RayBackend", "RayOptions"]

@@ -14,11 +14,10 @@ import orjson
 from fastapi import APIRouter, Depends, Path, Query, Request
 from starlette.responses import Response
 
-from easytensor_jupyter.inference.auth import Principal
-from easytensor_jupyter.inference.errors import APIError, OrjsonResponse, error_responses
-from easytensor_jupyter.inference.schemas import MAX_VERSION, PredictIn, PredictOut
-from easytensor_jupyter.inference.state import AppState, get_state, require_caller
-from easytensor_jupyter.inference.workers import (
+from easytensor_jupyter.inference.api.auth import Principal
+from easytensor_jupyter.inference.api.errors import APIError, OrjsonResponse, error_responses
+from easytensor_jupyter.inference.api.schemas import MAX_VERSION, PredictIn, PredictOut
+from easytensor_jupyter.inference.backends.errors import (
     WorkerBusy,
     WorkerCrashed,
     WorkerError,
@@ -28,6 +27,7 @@ from easytensor_jupyter.inference.workers import (
     WorkerRestarted,
     WorkerTimeout,
 )
+from easytensor_jupyter.inference.state import AppState, get_state, require_caller
 from easytensor_jupyter.instances import InstanceError, decode_instance
 
 __all__ = ["parse_body", "predict_answer", "predict_response", "router"]

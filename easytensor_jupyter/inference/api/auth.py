@@ -16,7 +16,7 @@ from typing import Literal
 
 from starlette.requests import Request
 
-from easytensor_jupyter.inference.errors import APIError
+from easytensor_jupyter.inference.api.errors import APIError
 from easytensor_jupyter.inference.store import Store, now_iso
 
 __all__ = ["TOKEN_PREFIX", "Authenticator", "Principal", "hash_token", "new_query_token"]

@@ -21,9 +21,9 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from easytensor_jupyter.bundle import BundleError, Limits, ReceivedBundle, read_bundle_stream
-from easytensor_jupyter.inference.blobs import PinningSink, StoreFull, is_disk_full
-from easytensor_jupyter.inference.errors import APIError, error_response
+from easytensor_jupyter.inference.api.errors import APIError, error_response
 from easytensor_jupyter.inference.store import Store
+from easytensor_jupyter.inference.store.blobs import PinningSink, StoreFull, is_disk_full
 
 __all__ = ["BodyBridge", "BodyLimitMiddleware", "receive_bundle"]
 

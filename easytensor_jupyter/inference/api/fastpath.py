@@ -5,7 +5,7 @@ chain, router, dependency solving, parameter validation) costing more server CPU
 prediction itself for a small model. This outermost ASGI middleware answers
 ``POST /v1/models/{id}/predict`` and ``POST /query/`` directly, with the same pieces the routes
 use: the size limit and its 413 answer from ``upload``, ``Authenticator`` for credentials, and
-``routes_predict.predict_answer`` for the work and every error shape. It reads the body itself
+``api.predict.predict_answer`` for the work and every error shape. It reads the body itself
 and writes the answer as two ASGI messages, skipping Starlette's Request/Response objects,
 which showed up in the profile too. Anything it is not sure
 about (a query string other than ``version=N``, a browser ``Origin`` header, which CORS must see,
@@ -20,12 +20,12 @@ import orjson
 from starlette.requests import ClientDisconnect, Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from easytensor_jupyter.inference.errors import APIError, error_response
-from easytensor_jupyter.inference.routes_predict import predict_answer
-from easytensor_jupyter.inference.schemas import MAX_VERSION
+from easytensor_jupyter.inference.api.errors import APIError, error_response
+from easytensor_jupyter.inference.api.predict import predict_answer
+from easytensor_jupyter.inference.api.schemas import MAX_VERSION
+from easytensor_jupyter.inference.api.upload import _too_large
 from easytensor_jupyter.inference.state import AppState
 from easytensor_jupyter.inference.store import NotFoundError
-from easytensor_jupyter.inference.upload import _too_large
 
 __all__ = ["PredictFastPath"]
 

@@ -7,9 +7,9 @@ import asyncio
 from fastapi import APIRouter, Depends, Path, Request
 from starlette.responses import Response
 
-from easytensor_jupyter.inference.auth import hash_token, new_query_token
-from easytensor_jupyter.inference.errors import error_responses, json_response
-from easytensor_jupyter.inference.schemas import TokenCreated, TokenList, TokenOut
+from easytensor_jupyter.inference.api.auth import hash_token, new_query_token
+from easytensor_jupyter.inference.api.errors import error_responses, json_response
+from easytensor_jupyter.inference.api.schemas import TokenCreated, TokenList, TokenOut
 from easytensor_jupyter.inference.state import get_state, require_admin
 
 __all__ = ["router"]

@@ -1,6 +1,6 @@
 """Entry point of a worker process: load one model version, then answer predict frames.
 
-Run as ``python -m easytensor_jupyter.inference.worker_main --fd N --dir DIR``. The socket on
+Run as ``python -m easytensor_jupyter.inference.backends.local.worker_main --fd N --dir DIR``. The socket on
 ``--fd`` carries frames only; the model's own prints go to stdout/stderr, which the server reads
 and prefixes. A reader thread keeps receiving while the model computes, so queued requests can
 be handed to ``predict_batch`` together, and so the worker notices at once when the server is
@@ -23,7 +23,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from easytensor_jupyter.inference.protocol import FrameError, encode_frame, recv_frame, send_frame
+from easytensor_jupyter.inference.runtime.protocol import (
+    FrameError,
+    encode_frame,
+    recv_frame,
+    send_frame,
+)
 
 __all__ = ["main"]
 
@@ -198,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         import torch
 
         from easytensor_jupyter.bundle import MANIFEST_NAME, Manifest
-        from easytensor_jupyter.inference.runtime import LoadError, load_bundle_dir
+        from easytensor_jupyter.inference.runtime.loader import LoadError, load_bundle_dir
 
         torch.set_num_threads(max(1, args.threads))
         if args.standby:

@@ -6,9 +6,9 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from easytensor_jupyter._version import __version__
-from easytensor_jupyter.inference.errors import json_response
+from easytensor_jupyter.inference.api.errors import json_response
+from easytensor_jupyter.inference.api.schemas import HealthOut
 from easytensor_jupyter.inference.metrics import CONTENT_TYPE
-from easytensor_jupyter.inference.schemas import HealthOut
 from easytensor_jupyter.inference.state import get_state
 
 __all__ = ["router"]

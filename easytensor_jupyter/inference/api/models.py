@@ -8,10 +8,9 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from starlette.responses import Response
 
 from easytensor_jupyter.bundle import Manifest
-from easytensor_jupyter.inference.auth import hash_token, new_query_token
-from easytensor_jupyter.inference.backend import Loaded
-from easytensor_jupyter.inference.errors import APIError, error_responses, json_response
-from easytensor_jupyter.inference.schemas import (
+from easytensor_jupyter.inference.api.auth import hash_token, new_query_token
+from easytensor_jupyter.inference.api.errors import APIError, error_responses, json_response
+from easytensor_jupyter.inference.api.schemas import (
     MAX_VERSION,
     BlobQuery,
     BlobsMissing,
@@ -24,10 +23,11 @@ from easytensor_jupyter.inference.schemas import (
     UploadOut,
     VersionOut,
 )
+from easytensor_jupyter.inference.api.upload import receive_bundle
+from easytensor_jupyter.inference.backends.base import Loaded, WorkerSpec
+from easytensor_jupyter.inference.backends.errors import WorkerLoadError
 from easytensor_jupyter.inference.state import AppState, ModelStats, get_state, require_admin
 from easytensor_jupyter.inference.store import CreateResult, ModelRecord, VersionRecord
-from easytensor_jupyter.inference.upload import receive_bundle
-from easytensor_jupyter.inference.workers import WorkerLoadError, WorkerSpec
 
 __all__ = ["model_view", "router"]
 

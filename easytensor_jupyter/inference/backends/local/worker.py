@@ -1,4 +1,4 @@
-"""Worker processes, one per loaded model version, and the pool that starts and stops them.
+"""A worker process, one per loaded model version, and the requests it is working on.
 
 Model code only ever runs in a worker: the server talks to it over a socketpair with msgpack
 frames. A worker gets a private folder of hard links to its version's files, and an environment
@@ -18,16 +18,26 @@ import shutil
 import signal
 import socket
 import sys
-import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import easytensor_jupyter
-from easytensor_jupyter.bundle import MANIFEST_NAME
-from easytensor_jupyter.inference.protocol import (
+from easytensor_jupyter.inference.backends.base import WorkerSpec
+from easytensor_jupyter.inference.backends.errors import (
+    WorkerBusy,
+    WorkerCrashed,
+    WorkerError,
+    WorkerInputError,
+    WorkerLoadError,
+    WorkerMemoryLimit,
+    WorkerRestarted,
+    WorkerTimeout,
+)
+from easytensor_jupyter.inference.backends.local.sandbox import SandboxPolicy, wrap_command
+from easytensor_jupyter.inference.backends.local.watchdog import MemoryWatchdog
+from easytensor_jupyter.inference.backends.local.workdir import fill_dir, prepare_dir, worker_env
+from easytensor_jupyter.inference.runtime.protocol import (
     MAX_FRAME_BYTES,
     FrameError,
     encode_frame,
@@ -35,173 +45,14 @@ from easytensor_jupyter.inference.protocol import (
     predict_frame,
     read_frame,
 )
-from easytensor_jupyter.inference.sandbox import SandboxPolicy, wrap_command
-from easytensor_jupyter.inference.watchdog import MemoryWatchdog
 
-__all__ = [
-    "Worker",
-    "WorkerBusy",
-    "WorkerCrashed",
-    "WorkerError",
-    "WorkerInputError",
-    "WorkerLoadError",
-    "WorkerMemoryLimit",
-    "WorkerRestarted",
-    "WorkerSpec",
-    "WorkerTimeout",
-    "fill_dir",
-    "prepare_dir",
-    "sweep_stale_dirs",
-    "worker_env",
-]
+__all__ = ["ExitReason", "Worker"]
 
 log = logging.getLogger("easytensor.workers")
 
-Key = tuple[str, int]
 _DRAIN_ABOVE = 1 << 20
 _FLUSH_ABOVE = 256 << 10
 ExitReason = Literal["stopped", "crash", "timeout", "memory", "load_error"]
-
-
-class WorkerError(Exception):
-    pass
-
-
-class WorkerLoadError(WorkerError):
-    def __init__(self, error: dict[str, Any]) -> None:
-        super().__init__(str(error.get("message", "the model failed to load")))
-        self.error = error
-
-
-class WorkerCrashed(WorkerError):
-    def __init__(self, returncode: int | None) -> None:
-        self.returncode = returncode
-        if returncode is not None and returncode < 0:
-            name = signal.Signals(-returncode).name if -returncode in signal.valid_signals() else ""
-            how = f"was killed by signal {-returncode} {name}".rstrip()
-            if name == "SIGXCPU":
-                how += ": it used up its CPU time limit (--worker-cpu-seconds)"
-        else:
-            how = f"exited with code {returncode}"
-        super().__init__(f"the model's worker process {how}")
-
-    def detail(self) -> dict[str, Any]:
-        rc = self.returncode
-        return {
-            "exit_code": rc if rc is not None and rc >= 0 else None,
-            "signal": -rc if rc is not None and rc < 0 else None,
-        }
-
-
-class WorkerMemoryLimit(WorkerCrashed):
-    """The memory watchdog killed the worker: say so, with the figures, not just 'signal 9'."""
-
-    def __init__(self, returncode: int | None, used_mb: float, limit_mb: float) -> None:
-        super().__init__(returncode)
-        self.used_mb = used_mb
-        self.limit_mb = limit_mb
-        self.args = (
-            f"the model's worker used {used_mb:.0f} MB of memory, over the {limit_mb:g} MB "
-            "limit (--worker-memory-mb); it was stopped and will be replaced",
-        )
-
-    def detail(self) -> dict[str, Any]:
-        return {
-            **super().detail(),
-            "reason": "memory",
-            "used_mb": round(self.used_mb, 1),
-            "limit_mb": self.limit_mb,
-        }
-
-
-class WorkerTimeout(WorkerError):
-    pass
-
-
-class WorkerRestarted(WorkerError):
-    """The worker went away while this request waited behind another one."""
-
-
-class WorkerBusy(WorkerError):
-    pass
-
-
-class WorkerInputError(WorkerError):
-    """Input the frame format cannot carry (nested too deep, for one)."""
-
-
-@dataclass(frozen=True)
-class WorkerSpec:
-    model_id: str
-    version: int
-    files: dict[str, Path]
-    manifest_json: bytes
-
-    @property
-    def key(self) -> Key:
-        return (self.model_id, self.version)
-
-    @property
-    def label(self) -> str:
-        return f"{self.model_id} v{self.version}" if self.version else f"{self.model_id} (check)"
-
-
-def fill_dir(directory: Path, spec: WorkerSpec) -> None:
-    """Hard links (copies across devices) of the version's files, and its manifest."""
-    for name, source in spec.files.items():
-        target = directory / name
-        try:
-            os.link(source, target)
-        except OSError:
-            shutil.copyfile(source, target)
-    (directory / MANIFEST_NAME).write_bytes(spec.manifest_json)
-
-
-_DIR_PREFIX = "easytensor-worker-"
-
-
-def prepare_dir(spec: WorkerSpec | None) -> Path:
-    """A private folder outside the store for one worker, filled now or when assigned.
-
-    Its name carries the server's pid, so ``sweep_stale_dirs`` can tell the folders of a
-    server that was killed from those of one still running.
-    """
-    directory = Path(tempfile.mkdtemp(prefix=f"{_DIR_PREFIX}{os.getpid()}-"))
-    if spec is not None:
-        try:
-            fill_dir(directory, spec)
-        except BaseException:
-            shutil.rmtree(directory, ignore_errors=True)
-            raise
-    return directory
-
-
-def sweep_stale_dirs() -> None:
-    """Remove worker folders left behind by servers that no longer run (kill -9)."""
-    for path in Path(tempfile.gettempdir()).glob(f"{_DIR_PREFIX}*-*"):
-        pid_text = path.name[len(_DIR_PREFIX) :].split("-", 1)[0]
-        if not pid_text.isdigit() or int(pid_text) == os.getpid():
-            continue
-        try:
-            # Under root, a sandboxed worker's folder belongs to the worker's user.
-            if os.geteuid() != 0 and path.stat().st_uid != os.getuid():
-                continue
-            os.kill(int(pid_text), 0)
-        except ProcessLookupError:
-            shutil.rmtree(path, ignore_errors=True)
-        except OSError:
-            continue
-
-
-def worker_env(threads: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EASYTENSOR_")}
-    package_root = str(Path(easytensor_jupyter.__file__).resolve().parent.parent)
-    paths = [package_root, *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
-    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
-    env["PYTHONUNBUFFERED"] = "1"
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        env.setdefault(var, str(threads))
-    return env
 
 
 class Worker:
@@ -255,7 +106,7 @@ class Worker:
         command = [
             sys.executable,
             "-m",
-            "easytensor_jupyter.inference.worker_main",
+            "easytensor_jupyter.inference.backends.local.worker_main",
             "--fd",
             str(child.fileno()),
             "--dir",

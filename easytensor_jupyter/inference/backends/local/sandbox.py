@@ -2,7 +2,7 @@
 
 Model code is untrusted, so a worker must not reach the admin key, the store, other models'
 files or the network. The server starts each worker through this module as a trampoline
-(``python -m easytensor_jupyter.inference.sandbox POLICY -- python -m ...worker_main ...``):
+(``python -m easytensor_jupyter.inference.backends.local.sandbox POLICY -- python -m ...worker_main ...``):
 it applies the policy to itself, then ``execv``s the worker, which keeps its pid.
 
 Why a trampoline and not ``preexec_fn``: the server has threads, and Python code between
@@ -149,7 +149,7 @@ def wrap_command(
         tmp=policy.tmp,
         worker_dir=str(worker_dir),
     )
-    module = "easytensor_jupyter.inference.sandbox"
+    module = "easytensor_jupyter.inference.backends.local.sandbox"
     return [sys.executable, "-m", module, full.to_json(), "--", *command]
 
 
@@ -306,7 +306,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) < 3 or args[1] != "--":
         print(
-            "usage: python -m easytensor_jupyter.inference.sandbox POLICY -- COMMAND...",
+            "usage: python -m easytensor_jupyter.inference.backends.local.sandbox POLICY -- COMMAND...",
             file=sys.stderr,
         )
         return 2

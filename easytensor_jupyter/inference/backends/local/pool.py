@@ -17,25 +17,18 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
+from easytensor_jupyter.inference.backends.base import Key, VersionStatus, WorkerSpec
+from easytensor_jupyter.inference.backends.errors import WorkerLoadError, WorkerTimeout
+from easytensor_jupyter.inference.backends.local.sandbox import SandboxPolicy
+from easytensor_jupyter.inference.backends.local.watchdog import MemoryWatchdog
+from easytensor_jupyter.inference.backends.local.worker import ExitReason, Worker
 from easytensor_jupyter.inference.metrics import Metrics
-from easytensor_jupyter.inference.sandbox import SandboxPolicy
-from easytensor_jupyter.inference.watchdog import MemoryWatchdog
-from easytensor_jupyter.inference.workers import (
-    ExitReason,
-    Key,
-    Worker,
-    WorkerLoadError,
-    WorkerSpec,
-    WorkerTimeout,
-)
 
-__all__ = ["VersionStatus", "WorkerPool"]
+__all__ = ["WorkerPool"]
 
 log = logging.getLogger("easytensor.workers")
-
-VersionStatus = Literal["ready", "loading", "idle", "failed"]
 
 
 class WorkerPool:

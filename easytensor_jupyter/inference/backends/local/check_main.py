@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from easytensor_jupyter.bundle import read_manifest_dir
-from easytensor_jupyter.inference.runtime import LoadError, load_bundle_dir
+from easytensor_jupyter.inference.runtime.loader import LoadError, load_bundle_dir
 from easytensor_jupyter.instances import decode_instance
 
 

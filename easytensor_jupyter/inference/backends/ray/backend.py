@@ -27,20 +27,18 @@ from ray.serve.exceptions import (
 )
 
 from easytensor_jupyter.bundle import Manifest
-from easytensor_jupyter.inference.pool import VersionStatus
-from easytensor_jupyter.inference.raybackend.bundles import keeper, put_files
-from easytensor_jupyter.inference.raybackend.envelope import decode_reply
-from easytensor_jupyter.inference.raybackend.replica import ModelReplica, ReplicaConfig
-from easytensor_jupyter.inference.store import content_key
-from easytensor_jupyter.inference.workers import (
-    Key,
+from easytensor_jupyter.inference.backends.base import Key, VersionStatus, WorkerSpec
+from easytensor_jupyter.inference.backends.errors import (
     WorkerBusy,
     WorkerError,
     WorkerLoadError,
     WorkerRestarted,
-    WorkerSpec,
     WorkerTimeout,
 )
+from easytensor_jupyter.inference.backends.ray.bundles import keeper, put_files
+from easytensor_jupyter.inference.backends.ray.envelope import decode_reply
+from easytensor_jupyter.inference.backends.ray.replica import ModelReplica, ReplicaConfig
+from easytensor_jupyter.inference.store import content_key
 
 __all__ = [
     "RayBackend",

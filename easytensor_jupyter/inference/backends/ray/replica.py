@@ -21,16 +21,12 @@ from ray import serve
 
 from easytensor_jupyter import config
 from easytensor_jupyter.bundle import Manifest
-from easytensor_jupyter.inference.raybackend.bundles import KEEPER_NAME
-from easytensor_jupyter.inference.raybackend.envelope import error_reply, ok_reply
-from easytensor_jupyter.inference.sandbox import build_policy
-from easytensor_jupyter.inference.workers import (
-    ExitReason,
-    Worker,
-    WorkerError,
-    WorkerLoadError,
-    WorkerSpec,
-)
+from easytensor_jupyter.inference.backends.base import WorkerSpec
+from easytensor_jupyter.inference.backends.errors import WorkerError, WorkerLoadError
+from easytensor_jupyter.inference.backends.local.sandbox import build_policy
+from easytensor_jupyter.inference.backends.local.worker import ExitReason, Worker
+from easytensor_jupyter.inference.backends.ray.bundles import KEEPER_NAME
+from easytensor_jupyter.inference.backends.ray.envelope import error_reply, ok_reply
 
 __all__ = ["ModelReplica", "ReplicaConfig"]
 

@@ -1,0 +1,1 @@
+"""The HTTP surface: routes, the predict fast path, schemas, error shapes, uploads, auth."""

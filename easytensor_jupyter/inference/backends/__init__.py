@@ -1,0 +1,1 @@
+"""What runs the models: the backend protocol, local worker processes, Ray Serve."""

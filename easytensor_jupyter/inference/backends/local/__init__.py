@@ -1,0 +1,1 @@
+"""Model versions in sandboxed worker processes on this machine."""

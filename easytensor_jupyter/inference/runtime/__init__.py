@@ -1,0 +1,1 @@
+"""What every backend shares: a bundle loaded into a callable model, and the worker frames."""
