@@ -21,6 +21,8 @@ __all__ = [
     "FORMAT_VERSION",
     "MANIFEST_NAME",
     "MODEL_FILE",
+    "MODULES_FILE",
+    "STATE_FILES",
     "WEIGHTS_FILE",
     "Batching",
     "BlobSink",
@@ -44,7 +46,9 @@ MANIFEST_NAME = "manifest.json"
 MODEL_FILE = "model.py"
 WEIGHTS_FILE = "weights.safetensors"
 CONSTANTS_FILE = "constants.safetensors"
-BUNDLE_FILES = (MODEL_FILE, WEIGHTS_FILE, CONSTANTS_FILE)
+STATE_FILES = ("state.json", "state.safetensors", "state.skops")
+MODULES_FILE = "modules.zip"
+BUNDLE_FILES = (MODEL_FILE, WEIGHTS_FILE, CONSTANTS_FILE, *STATE_FILES, MODULES_FILE)
 REQUIRED_FILES = (MODEL_FILE, WEIGHTS_FILE)
 CHUNK = 1 << 20
 BLOCK = tarfile.BLOCKSIZE

@@ -7,6 +7,7 @@ User mistakes (a bad argument, an uncapturable global, a failed check) surface a
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -41,6 +42,8 @@ class PendingCapture:
     captured: Any
     provenance: dict[str, Any]
     requirements: list[str]
+    cell: str = ""
+    class_name: str | None = None
 
 
 def _cell_provenance(shell: InteractiveShell, cell: str) -> dict[str, Any]:
@@ -154,10 +157,13 @@ class EasyTensorMagics(Magics):
         self.recorder.scan(self.ip.user_ns)
         captured = self._capture(cell, args.class_name)
         provenance = _cell_provenance(self.ip, cell)
+        pending = PendingCapture(
+            args.name, captured, provenance, args.requirements, cell, args.class_name
+        )
         if args.instance is None:
-            self.pending[captured.class_name] = PendingCapture(
-                args.name, captured, provenance, args.requirements
-            )
+            self.pending[captured.class_name] = pending
+            for warning in captured.warnings:
+                print(f"Warning: {warning}")
             print(
                 f"Captured {captured.class_name}. Build and train it, then deploy with "
                 f"%easytensor_deploy VAR{' --name ' + repr(args.name) if args.name else ''}"
@@ -166,14 +172,14 @@ class EasyTensorMagics(Magics):
         instance = self._lookup(args.instance)
         return self._deploy(
             instance,
-            PendingCapture(args.name, captured, provenance, args.requirements),
+            pending,
             init=_parse_init(args.init),
             sample_expr=args.sample,
             force=args.force,
             panel=not args.no_panel,
         )
 
-    def _capture(self, cell: str, class_name: str | None) -> Any:
+    def _capture(self, cell: str, class_name: str | None, state: Any = None) -> Any:
         from easytensor_jupyter.capture import CaptureError, capture_model, history_from_shell
 
         try:
@@ -182,6 +188,7 @@ class EasyTensorMagics(Magics):
                 history_from_shell(self.ip, self.recorder.cell_ids),
                 self.ip.user_ns,
                 class_name=class_name,
+                state=state,
             )
         except CaptureError as exc:
             raise UsageError(f"Cannot capture the model: {exc}") from None
@@ -219,9 +226,6 @@ class EasyTensorMagics(Magics):
         recorded = self.recorder.init_args(instance)
         if recorded is None:
             return None
-        problem = recorded.problem()
-        if problem:
-            raise UsageError(problem)
         return InitArgs(list(recorded.args), dict(recorded.kwargs))
 
     def _deploy(
@@ -239,22 +243,27 @@ class EasyTensorMagics(Magics):
         from easytensor_jupyter.progress import byte_progress
         from easytensor_jupyter.validate import ModelCheckError
 
-        captured = pending.captured
-        if type(instance).__name__ != captured.class_name:
+        class_name = pending.captured.class_name
+        if type(instance).__name__ != class_name:
             raise UsageError(
-                f"The instance is a {type(instance).__name__}, but the cell defines {captured.class_name}. "
-                f"Pass an instance of {captured.class_name}."
+                f"The instance is a {type(instance).__name__}, but the cell defines {class_name}. "
+                f"Pass an instance of {class_name}."
             )
+        captured, init_args, notes = self._capture_with_instance(instance, pending, init)
         request = PublishRequest(
             name=pending.name or captured.class_name,
             model=instance,
             source=captured.source,
-            init=self._init_args(instance, init),
+            init=init_args,
             sample=self._sample(instance, sample_expr),
             requirements=pending.requirements,
             constants=captured.constants,
             provenance=pending.provenance,
             created_by="%%easytensor_model",
+            state=captured.state,
+            instance_captured=True,
+            local_modules=captured.local_modules,
+            notes=notes,
         )
         try:
             client = self.client()
@@ -267,6 +276,31 @@ class EasyTensorMagics(Magics):
         if panel:
             self._show_panel(result.id, result.query_token)
         return summary
+
+    def _capture_with_instance(
+        self, instance: Any, pending: PendingCapture, init: Any
+    ) -> tuple[Any, Any, list[str]]:
+        """Capture the class again, now with what the instance carries beyond its weights
+        (objects passed to its constructor, attributes set after it), so the classes those
+        values need are captured too."""
+        from easytensor_jupyter.capture import new_state_writer
+        from easytensor_jupyter.instance_state import InstanceStateError, capture_instance
+        from easytensor_jupyter.packaging import resolve_init_args
+        from easytensor_jupyter.validate import ModelCheckError
+
+        try:
+            init_args = resolve_init_args(instance, self._init_args(instance, init))
+            state = new_state_writer()
+            report = capture_instance(instance, init_args.args, init_args.kwargs, state)
+        except (ModelCheckError, InstanceStateError) as exc:
+            raise UsageError(f"Nothing was uploaded. {exc}") from None
+        captured = (
+            self._capture(pending.cell, pending.class_name, state)
+            if pending.cell
+            else pending.captured
+        )
+        warnings = [f"Warning: {w}" for w in captured.warnings]
+        return captured, init_args, [*warnings, *report.notes()]
 
     def _show_panel(self, model_id: str, token: str | None) -> None:
         try:
@@ -300,9 +334,7 @@ class EasyTensorMagics(Magics):
                 f"No captured class {class_name} (captured: {known}). Run its cell with %%easytensor_model first."
             )
         if args.name:
-            pending = PendingCapture(
-                args.name, pending.captured, pending.provenance, pending.requirements
-            )
+            pending = dataclasses.replace(pending, name=args.name)
         return self._deploy(
             instance,
             pending,

@@ -22,15 +22,19 @@ from easytensor_jupyter.bundle import (
     CONSTANTS_FILE,
     MANIFEST_NAME,
     MODEL_FILE,
+    MODULES_FILE,
     WEIGHTS_FILE,
     Batching,
     Manifest,
     Sample,
     file_entry,
 )
+from easytensor_jupyter.capture._local import write_modules_zip
 from easytensor_jupyter.client import Client, UploadResult
 from easytensor_jupyter.inference.runtime.loader import NotJSONableError, to_jsonable
+from easytensor_jupyter.instance_state import InstanceStateError, capture_instance
 from easytensor_jupyter.instances import encode_instance, input_kind
+from easytensor_jupyter.state import StateWriter, class_ref_policy
 from easytensor_jupyter.validate import (
     ModelCheckError,
     check_source,
@@ -70,6 +74,13 @@ class PublishRequest:
     batching: Batching | None = None
     device: str = "cpu"
     created_by: str = "easytensor"
+    state: StateWriter | None = None
+    """Values the bundle carries as data; the magic fills it while capturing."""
+    instance_captured: bool = False
+    """Whether ``state`` already holds the instance's arguments and attributes."""
+    local_modules: dict[str, Path] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    """What the deploy output should tell the user: shipped files, carried state, warnings."""
 
 
 def _json_roundtrips(value: Any) -> bool:
@@ -86,11 +97,6 @@ def resolve_init_args(model: torch.nn.Module, explicit: InitArgs | None) -> Init
     ``self.hidden = hidden``); if one is not there the error says how to pass it.
     """
     if explicit is not None:
-        for label, value in (("init args", explicit.args), ("init kwargs", explicit.kwargs)):
-            if not _json_roundtrips(value):
-                raise ModelCheckError(
-                    f"The {label} {value!r} are not JSON values; pass numbers, strings, lists or dicts."
-                )
         return explicit
     cls = type(model)
     try:
@@ -104,13 +110,14 @@ def resolve_init_args(model: torch.nn.Module, explicit: InitArgs | None) -> Init
             or param.default is not param.empty
         ):
             continue
-        found = getattr(model, name, None)
-        if found is None or not _json_roundtrips(found):
+        if not hasattr(model, name):
             raise ModelCheckError(
-                f"{cls.__name__}.__init__ needs the argument {name!r}, and EasyTensor cannot tell what it was. "
-                f"Pass it: init_kwargs={{{name!r}: ...}} (or --init '{{\"{name}\": ...}}' in the cell magic)."
+                f"{cls.__name__}.__init__ needs the argument {name!r}, and EasyTensor cannot tell "
+                f"what it was. Keep it on the model (self.{name} = {name}), or pass it: "
+                f"init_kwargs={{{name!r}: ...}} (or --init '{{\"{name}\": ...}}' in the cell "
+                "magic) when it is a JSON value."
             )
-        kwargs[name] = found
+        kwargs[name] = getattr(model, name)
     return InitArgs(kwargs=kwargs)
 
 
@@ -133,24 +140,86 @@ def _live_answer(model: torch.nn.Module, sample: Any) -> Any:
         raise ModelCheckError(f"predict_single(sample) on your live model: {exc}") from None
 
 
+def _train_mode_note(model: torch.nn.Module, sample: Any, eval_answer: Any) -> str | None:
+    """A model left in train() mode answers differently in the notebook than on the server."""
+    if not model.training:
+        return None
+    if sample is NO_SAMPLE:
+        return (
+            "Warning: the model is in train() mode (dropout and batch norm act as in training); "
+            "the endpoint runs it in eval() mode. Call model.eval() before deploying."
+        )
+    with torch.inference_mode():
+        try:
+            train_answer = to_jsonable(model.predict_single(sample))  # type: ignore[operator]
+        except Exception:
+            train_answer = "(an error)"
+    if train_answer == eval_answer:
+        return None
+    return (
+        "Warning: the model is in train() mode, and answers differently there. The endpoint runs "
+        f"it in eval() mode. Sample in train mode: {train_answer!r}; in eval mode (served): "
+        f"{eval_answer!r}. Call model.eval() before deploying to see what the endpoint answers."
+    )
+
+
+def _is_json(value: Any) -> bool:
+    return value is None or (_json_roundtrips(value) and _plain_json(value))
+
+
+def _plain_json(value: Any) -> bool:
+    if type(value) in (bool, int, float, str) or value is None:
+        return True
+    if type(value) in (list, tuple):
+        return all(_plain_json(v) for v in value)
+    if type(value) is dict:
+        return all(type(k) is str and _plain_json(v) for k, v in value.items())
+    return False
+
+
+def _instance_state(request: PublishRequest, init: InitArgs) -> StateWriter:
+    state = (
+        request.state
+        if request.state is not None
+        else StateWriter(class_ref_policy(lambda _: False))
+    )
+    if not request.instance_captured:
+        try:
+            report = capture_instance(request.model, init.args, init.kwargs, state)
+        except InstanceStateError as exc:
+            raise ModelCheckError(str(exc)) from None
+        request.notes.extend(report.notes())
+    return state
+
+
 def build_bundle(request: PublishRequest, directory: Path) -> Manifest:
-    """Write model.py, weights, constants and manifest.json into ``directory`` after static checks."""
+    """Write model.py, weights, constants, state, shipped modules and manifest.json into
+    ``directory`` after static checks."""
     class_name = type(request.model).__name__
     check_source(request.source, request.filename, class_name)
     init = resolve_init_args(request.model, request.init)
+    state = _instance_state(request, init)
+    json_init = _is_json(init.args) and _is_json(init.kwargs)
     (directory / MODEL_FILE).write_text(request.source, encoding="utf-8")
     try:
         save_model(request.model, str(directory / WEIGHTS_FILE), force_contiguous=True)
     except Exception as exc:
         raise ModelCheckError(f"Saving the weights with safetensors failed: {exc}") from exc
-    files = {
-        MODEL_FILE: file_entry(directory / MODEL_FILE),
-        WEIGHTS_FILE: file_entry(directory / WEIGHTS_FILE),
-    }
+    names = [MODEL_FILE, WEIGHTS_FILE]
     if request.constants:
         tensors = {k: v.detach().cpu().contiguous() for k, v in request.constants.items()}
         save_file(tensors, str(directory / CONSTANTS_FILE))
-        files[CONSTANTS_FILE] = file_entry(directory / CONSTANTS_FILE)
+        names.append(CONSTANTS_FILE)
+    if state:
+        names += state.write(directory)
+    if request.local_modules:
+        try:
+            shipped = write_modules_zip(request.local_modules, directory / MODULES_FILE)
+        except ValueError as exc:
+            raise ModelCheckError(str(exc)) from None
+        names.append(MODULES_FILE)
+        request.notes.append(f"Shipped local files: {', '.join(shipped)}")
+    files = {name: file_entry(directory / name) for name in names}
     sample: Sample | None = None
     kind = "unknown"
     if request.sample is not NO_SAMPLE:
@@ -162,11 +231,14 @@ def build_bundle(request: PublishRequest, directory: Path) -> Manifest:
             )
         sample = Sample(input=encoded, output=_live_answer(request.model, request.sample))
         kind = input_kind(request.sample)
+    note = _train_mode_note(request.model, request.sample, sample.output if sample else None)
+    if note:
+        request.notes.append(note)
     manifest = Manifest(
         name=request.name,
         class_name=class_name,
-        init_args=init.args,
-        init_kwargs=init.kwargs,
+        init_args=list(init.args) if json_init else [],
+        init_kwargs=dict(init.kwargs) if json_init else {},
         files=files,
         torch_version=torch.__version__,
         python_version=platform.python_version(),
@@ -196,6 +268,8 @@ def publish(
         directory = Path(tmp)
         step("Packaging model.py and weights")
         manifest = build_bundle(request, directory)
+        for note in request.notes:
+            step(note)
         step("Rebuilding the model in a fresh Python process")
         report = rebuild_in_fresh_process(directory, device=request.device)
         explain_report(report, manifest)

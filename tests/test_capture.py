@@ -34,7 +34,7 @@ RUNNER = textwrap.dedent(
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
     model = getattr(module, spec["class"])(*spec["args"], **spec["kwargs"])
-    model.load_state_dict(load_file("state.safetensors"), strict=True)
+    model.load_state_dict(load_file("weights.safetensors"), strict=True)
     model.eval()
 
     def plain(value):
@@ -95,8 +95,10 @@ def deploy(
     (folder / "model.py").write_text(captured.source)
     if captured.constants:
         save_file(captured.constants, str(folder / CONSTANTS_FILE))
-    state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(folder / "state.safetensors"))
+    if captured.state:
+        captured.state.write(folder)
+    weights = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+    save_file(weights, str(folder / "weights.safetensors"))
     spec = {
         "class": captured.class_name,
         "args": args or [],
@@ -409,10 +411,11 @@ def test_tensor_and_numpy_constants_go_to_safetensors(
                 return [float(self.lin(x)) + OFFSET, kinds]
         """,
     )
-    assert set(captured.constants) == {"MEAN", "SCALE", "OFFSET"}
+    assert set(captured.constants) == {"MEAN", "SCALE"}
     assert torch.equal(captured.constants["MEAN"], torch.tensor([1.0, 2.0, 3.0]))
     lines = code_lines(captured.source)
     assert 'SCALE = _et_constants["SCALE"].numpy()' in lines
+    assert "OFFSET = _et_numpy.float64(0.25)" in lines
     assert 'DEVICE = _et_torch.device("cpu")' in lines
     assert "DTYPE = _et_torch.float32" in lines
     assert captured.warnings == []
@@ -589,11 +592,13 @@ def test_open_file_global_is_refused_with_variable_and_cell(
 @pytest.mark.parametrize(
     ("definition", "expected"),
     [
-        ("class Config:\n    pass\ncfg = Config()", "a Config"),
         ("import threading\ncfg = threading.Lock()", "lock"),
-        ("cfg = {'weights': torch.ones(2)}", "holding a torch.Tensor at cfg['weights']"),
+        (
+            "import threading\ncfg = {'guard': threading.Lock()}",
+            "holding at cfg['guard'] a _thread.lock",
+        ),
         ("cfg = nn.Linear(2, 2)", "an nn.Module"),
-        ("cfg = [lambda x: x]", "holding a function at cfg[0]"),
+        ("cfg = [lambda x: x]", "holding at cfg[0] a function (__main__.<lambda>)"),
         ("def make():\n    return lambda x: x\ncfg = make()", "lambda"),
         (
             "def make():\n    def inner():\n        pass\n    return inner\ncfg = make()",
@@ -663,8 +668,12 @@ def test_model_class_selection(shell: InteractiveShell) -> None:
         capture(shell, two, class_name="Nope")
     with pytest.raises(CaptureError, match=r"'Helper' is not an nn\.Module subclass"):
         capture(shell, two, class_name="Helper")
-    with pytest.raises(CaptureError, match=r"no nn\.Module class with a predict_single"):
+    with pytest.raises(CaptureError, match=r"'Plain' has no predict_single") as no_method:
         capture(shell, "class Plain(nn.Module):\n    def forward(self, x):\n        return x\n")
+    assert "def predict_single(self, input)" in str(no_method.value)
+    assert "--class" not in str(no_method.value) and "name of the class" not in str(no_method.value)
+    with pytest.raises(CaptureError, match=r"no nn\.Module class with a predict_single"):
+        capture(shell, "class A(nn.Module):\n    pass\nclass B(nn.Module):\n    pass\n")
     with pytest.raises(CaptureError, match="'Plain' has no predict_single"):
         capture(shell, "class Plain(nn.Module):\n    pass\n", class_name="Plain")
 
@@ -781,7 +790,7 @@ def test_history_from_shell_uses_execution_counts_and_unwraps_magics(
     assert "def zed():\n    return 3" in captured.source
 
 
-def test_local_module_code_is_imported_with_a_warning_and_its_data_written(
+def test_local_module_code_is_imported_and_shipped_and_its_data_written(
     shell: InteractiveShell, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (tmp_path / "et_local_helpers.py").write_text(
@@ -800,8 +809,8 @@ def test_local_module_code_is_imported_with_a_warning_and_its_data_written(
     lines = code_lines(captured.source)
     assert "from et_local_helpers import double" in lines
     assert "LABELS = {0: 'no', 1: 'yes'}" in lines
-    assert len(captured.warnings) == 1
-    assert "'et_local_helpers', a local module" in captured.warnings[0]
+    assert captured.warnings == []
+    assert captured.local_modules == {"et_local_helpers": tmp_path / "et_local_helpers.py"}
     sys.modules.pop("et_local_helpers", None)
 
 

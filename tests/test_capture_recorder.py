@@ -56,7 +56,7 @@ def test_records_positional_and_keyword_arguments(
     run(shell, "other = Sentiment(2)")
     init = recorder.init_args(shell.user_ns["clf"])
     assert init == InitArgs("Sentiment", [3], {"hidden": 8, "labels": ["bad", "good"]})
-    assert init.is_json and init.problem() is None
+    assert init.is_json and init.bad_argument is None
     other = recorder.init_args(shell.user_ns["other"])
     assert other is not None and (other.args, other.kwargs) == ([2], {})
 
@@ -125,7 +125,7 @@ def test_subclass_built_in_its_defining_cell_is_not_misrecorded(
     assert recorder.last_input(sub2) == (True, [7.0] * 20)
 
 
-def test_non_json_argument_is_reported_by_name(
+def test_non_json_argument_is_named_and_kept_as_an_object(
     shell: InteractiveShell, recorder: ConstructionRecorder
 ) -> None:
     run(shell, MODEL_CELL)
@@ -139,11 +139,9 @@ def test_non_json_argument_is_reported_by_name(
     )
     first = recorder.init_args(shell.user_ns["a"])
     assert first is not None and not first.is_json
-    assert (first.args, first.kwargs) == ([], {})
-    assert first.problem() == (
-        "argument 'labels' of Sentiment(...) is a Tensor, not JSON: "
-        "pass --init '{...}' with the constructor arguments as JSON"
-    )
+    assert (first.bad_argument, first.bad_type) == ("labels", "Tensor")
+    assert first.args[:2] == [2, 4] and torch.equal(first.args[2], torch.ones(2))
+    assert first.args[2] is not shell.user_ns["a"].labels
     second = recorder.init_args(shell.user_ns["b"])
     assert second is not None and (second.bad_argument, second.bad_type) == ("labels", "dict")
     third = recorder.init_args(shell.user_ns["c"])

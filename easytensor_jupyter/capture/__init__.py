@@ -8,7 +8,7 @@ the endpoint can build the same model.
 
 from __future__ import annotations
 
-from ._capture import capture_model
+from ._capture import capture_model, new_state_writer
 from ._emit import CONSTANTS_FILE
 from ._history import history_from_shell
 from ._recorder import ConstructionRecorder, InitArgs
@@ -23,4 +23,5 @@ __all__ = [
     "InitArgs",
     "capture_model",
     "history_from_shell",
+    "new_state_writer",
 ]

@@ -76,11 +76,12 @@ def emit(model: Piece, pieces: Iterable[Piece], future_annotations: bool = False
     specs = [spec for piece in pieces if piece.kind == "import" for spec in piece.imports]
     constants = sorted((p for p in pieces if p.kind == "constant"), key=_key)
     tensors = sorted((p for p in pieces if p.kind == "tensor"), key=_key)
+    states = sorted((p for p in pieces if p.kind == "state"), key=_key)
     code = _dependency_order([p for p in pieces if p.kind == "code"])
-    if any(p.uses_collections for p in constants):
-        specs.append(ImportSpec("collections", None, "_et_collections"))
-    if any(p.uses_torch for p in constants):
-        specs.append(ImportSpec("torch", None, "_et_torch"))
+    for module in sorted({m for p in constants for m in p.modules}):
+        specs.append(ImportSpec(module, None, f"_et_{module}"))
+    if states:
+        specs.append(ImportSpec("easytensor_jupyter.state", "bundle_state", "_et_bundle_state"))
     if tensors:
         specs.append(ImportSpec("os", None, "_et_os"))
         specs.append(ImportSpec("safetensors.torch", "load_file", "_et_load_file"))
@@ -100,6 +101,10 @@ def emit(model: Piece, pieces: Iterable[Piece], future_annotations: bool = False
         )
         blocks.append("\n".join([loader, *(p.text for p in tensors)]))
     text = "\n\n".join(blocks)
-    for piece in [*code, model]:
+    for piece in code:
         text += "\n\n\n" + piece.text.strip("\n")
-    return text + "\n"
+    if states:
+        # After the helpers: objects are rebuilt from the classes defined above.
+        lines = ["_et_state = _et_bundle_state(__file__, globals())", *(p.text for p in states)]
+        text += "\n\n\n" + "\n".join(lines)
+    return text + "\n\n\n" + model.text.strip("\n") + "\n"

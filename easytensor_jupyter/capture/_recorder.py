@@ -16,6 +16,7 @@ import json
 import sys
 import weakref
 from collections.abc import Callable, Mapping
+from copy import deepcopy
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -28,10 +29,11 @@ _MISSING = object()
 
 @dataclass(frozen=True)
 class InitArgs:
-    """Constructor arguments of one instance, or why they can't be replayed.
+    """Constructor arguments of one instance.
 
-    When ``bad_argument`` is set, ``args``/``kwargs`` are empty: a partial
-    replay would build a different model without saying so.
+    JSON values are kept as JSON copies; anything else (a config object, a tensor, a dict with
+    int keys) is kept as a copy of the object, to travel as state. ``bad_argument`` names the
+    first such argument and ``bad_type`` its type.
     """
 
     class_name: str
@@ -43,15 +45,6 @@ class InitArgs:
     @property
     def is_json(self) -> bool:
         return self.bad_argument is None
-
-    def problem(self) -> str | None:
-        """User-facing text for a constructor call that can't be replayed, else None."""
-        if self.bad_argument is None:
-            return None
-        return (
-            f"argument '{self.bad_argument}' of {self.class_name}(...) is a {self.bad_type}, "
-            "not JSON: pass --init '{...}' with the constructor arguments as JSON"
-        )
 
 
 def _plain(value: Any) -> Any:
@@ -83,6 +76,16 @@ def _json_copy(value: Any) -> tuple[bool, Any]:
         return bool(copy == _plain(value)), copy
     except Exception:
         return False, None
+
+
+def _copied(value: Any) -> Any:
+    ok, copy = _json_copy(value)
+    if ok:
+        return copy
+    try:
+        return deepcopy(value)
+    except Exception:
+        return value
 
 
 class _WeakIdMap(Generic[_V]):
@@ -310,7 +313,13 @@ class ConstructionRecorder:
             return InitArgs(class_name, args_copy, kwargs_copy)
         bad = _describe(signature, args, kwargs)
         label, value = bad if bad is not None else ("?", None)
-        return InitArgs(class_name, bad_argument=label, bad_type=type(value).__name__)
+        return InitArgs(
+            class_name,
+            [_copied(a) for a in args],
+            {k: _copied(v) for k, v in kwargs.items()},
+            bad_argument=label,
+            bad_type=type(value).__name__,
+        )
 
     def _predict_wrapper(self, original: Callable[..., Any]) -> Callable[..., Any]:
         recorder = self

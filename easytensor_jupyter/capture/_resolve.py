@@ -11,7 +11,6 @@ from __future__ import annotations
 import ast
 import builtins
 import contextlib
-import io
 import sys
 import types
 import typing
@@ -20,7 +19,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from easytensor_jupyter.state import StateWriter, Unencodable
+
 from ._history import Binding, Cell, ImportSpec, Index
+from ._local import local_top_level
+from ._refusals import Refusals
 from ._scopes import global_names
 from ._types import CaptureError
 from ._values import (
@@ -31,7 +34,6 @@ from ._values import (
     local_module_file,
     render_literal,
     tensor_constant,
-    type_name,
 )
 
 if TYPE_CHECKING:
@@ -39,7 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Piece", "Resolver"]
 
-PieceKind = Literal["import", "constant", "tensor", "code"]
+PieceKind = Literal["import", "constant", "tensor", "state", "code"]
 
 _NOT_BUILTINS = frozenset({"display", "get_ipython", "__IPYTHON__", "dreload"})
 _BUILTINS = frozenset(dir(builtins)) - _NOT_BUILTINS
@@ -61,8 +63,8 @@ class Piece:
     order: tuple[int, int] = (sys.maxsize, 0)
     cells: tuple[Cell, ...] = ()
     tensor: torch.Tensor | None = None
-    uses_collections: bool = False
-    uses_torch: bool = False
+    modules: frozenset[str] = frozenset()
+    """Standard modules its text uses as ``_et_<module>``."""
 
 
 def _is_lambda(value: object) -> bool:
@@ -70,7 +72,17 @@ def _is_lambda(value: object) -> bool:
 
 
 def _is_code_or_module(value: object) -> bool:
-    return isinstance(value, type | types.ModuleType) or callable(value)
+    """Classes, modules and functions; an object that merely has ``__call__`` is data."""
+    code = (
+        type,
+        types.ModuleType,
+        types.FunctionType,
+        types.BuiltinFunctionType,
+        types.MethodType,
+        types.MethodWrapperType,
+        types.WrapperDescriptorType,
+    )
+    return isinstance(value, code) or (callable(value) and hasattr(value, "__wrapped__"))
 
 
 def _is_type_alias(value: object) -> bool:
@@ -92,11 +104,16 @@ def _is_main_code(value: object) -> bool:
 class Resolver:
     """Resolves the global names of the model class, transitively."""
 
-    def __init__(self, index: Index, namespace: Mapping[str, Any], class_name: str) -> None:
+    def __init__(
+        self, index: Index, namespace: Mapping[str, Any], class_name: str, state: StateWriter
+    ) -> None:
         self.index = index
         self.namespace = namespace
         self.class_name = class_name
+        self.state = state
+        self.refusals = Refusals(index, class_name)
         self.warnings: list[str] = []
+        self.local_tops: set[str] = set()
         self._warned_modules: set[str] = set()
 
     def resolve(self, root: Piece) -> dict[str, Piece]:
@@ -123,7 +140,7 @@ class Resolver:
         if name not in self.namespace:
             if name in _BUILTINS:
                 return None
-            raise self._undefined(name, user)
+            raise self.refusals.undefined(name, user)
         if name in _BUILTINS and not self.index.bindings(name):
             return None
         value = self.namespace[name]
@@ -142,68 +159,15 @@ class Resolver:
         if piece is None:
             piece = self._as_library_object(name, value)
         if piece is None:
-            raise self._refuse(name, value, user)
+            torch = sys.modules.get("torch")
+            if _is_code_or_module(value) or (
+                torch is not None and isinstance(value, torch.nn.Module)
+            ):
+                raise self.refusals.code(name, value, user)
+            piece = self._as_state(name, value, user)
         if piece.kind == "import":
             self._warn_local(piece)
         return piece
-
-    def _undefined(self, name: str, user: str) -> CaptureError:
-        binding = self.index.latest(name)
-        if binding is not None:
-            label = binding.cell.label
-            return CaptureError(
-                f"{user} uses '{name}', which {label} set, but '{name}' no longer exists in "
-                f"the kernel (deleted, or the cell failed). Re-run {label}, then this cell.",
-                variable=name,
-                execution_count=binding.cell.record.execution_count,
-            )
-        return CaptureError(
-            f"{user} uses '{name}', but '{name}' is not defined anywhere in the notebook. "
-            f"Define it in a cell and run that cell, or define it inside class {self.class_name}.",
-            variable=name,
-        )
-
-    def _located(self, name: str) -> tuple[str, int | None]:
-        binding = self.index.latest(name)
-        if binding is None:
-            return "", None
-        return f" ({binding.cell.label})", binding.cell.record.execution_count
-
-    def _refuse(self, name: str, value: object, user: str, detail: str = "") -> CaptureError:
-        where, count = self._located(name)
-        torch = sys.modules.get("torch")
-        if torch is not None and isinstance(value, torch.nn.Module):
-            what = f"an instance of {type_name(value)} (an nn.Module)"
-            advice = (
-                f"Create it inside {self.class_name}.__init__ instead; "
-                "its weights then travel in the state dict."
-            )
-        elif _is_lambda(value):
-            what = f"a lambda that isn't assigned by a top-level '{name} = lambda ...' line"
-            advice = f"Define '{name}' with 'def' at the top level of a cell instead."
-        elif isinstance(value, type | types.FunctionType | types.BuiltinFunctionType):
-            origin = f"{value.__module__}.{value.__qualname__}"
-            what = f"{origin}, which can't be imported by that name"
-            advice = (
-                f"Import '{name}' with an import line that works in a fresh Python, "
-                "or define it at the top level of a cell."
-            )
-        else:
-            if isinstance(value, io.IOBase):
-                what = f"an open file ({type_name(value)})"
-            else:
-                what = f"a {type_name(value)}"
-            advice = (
-                f"Create it inside {self.class_name}.__init__ instead, or make it a "
-                "JSON-like value (str, number, list, dict) or a tensor."
-            )
-        return CaptureError(
-            f"Can't put '{name}'{where} into model.py: it is {what}{detail}, used by {user}. "
-            "model.py takes only code, JSON-like values and tensors from the notebook; "
-            f"nothing is pickled. {advice}",
-            variable=name,
-            execution_count=count,
-        )
 
     def _local_modules(self, piece: Piece) -> dict[str, str]:
         found: dict[str, str] = {}
@@ -215,12 +179,24 @@ class Resolver:
 
     def _warn_local(self, piece: Piece) -> None:
         for top, path in self._local_modules(piece).items():
-            if top not in self._warned_modules:
-                self._warned_modules.add(top)
-                self.warnings.append(
-                    f"model.py imports '{top}', a local module ({path}) outside this "
-                    "Python's installed packages; the endpoint needs it installed too."
-                )
+            self.note_local(top, path)
+
+    def note_local(self, module: str, path: str | None = None) -> None:
+        """Ship a local module with the bundle, or say why it can't travel."""
+        top = module.partition(".")[0]
+        if not top or top in self.local_tops or top in self._warned_modules:
+            return
+        if local_top_level(top) is not None:
+            self.local_tops.add(top)
+            return
+        path = path or local_module_file(top)
+        if path is not None:
+            self._warned_modules.add(top)
+            self.warnings.append(
+                f"model.py imports '{top}', a local module ({path}) outside the notebook's "
+                "folder and its sys.path additions, so it is not shipped; the endpoint needs it "
+                "installed too."
+            )
 
     def _import_piece(self, name: str, specs: list[ImportSpec], cells: tuple[Cell, ...]) -> Piece:
         order = min((cell.position, 0) for cell in cells) if cells else (sys.maxsize, 0)
@@ -280,7 +256,7 @@ class Resolver:
         )
 
     def _as_code(self, name: str, value: Any, user: str) -> Piece | None:
-        where, count = self._located(name)
+        where, count = self.refusals.located(name)
         if _is_lambda(value):
             binding = self.index.latest(name, "lambda")
             if binding is None or value.__qualname__ != "<lambda>":
@@ -348,9 +324,9 @@ class Resolver:
         try:
             literal = render_literal(value, name)
         except RecursionError:
-            raise self._refuse(name, value, user, " nested too deeply") from None
+            raise self.refusals.code(name, value, user, " nested too deeply") from None
         except TooBigError:
-            where, count = self._located(name)
+            where, count = self.refusals.located(name)
             raise CaptureError(
                 f"'{name}'{where} is too big to write into model.py (over "
                 f"{LITERAL_LIMIT // 1_000_000} MB of source). Store it as a tensor, "
@@ -358,11 +334,8 @@ class Resolver:
                 variable=name,
                 execution_count=count,
             ) from None
-        except NotLiteralError as error:
-            if error.path != name:
-                raise self._refuse(
-                    name, value, user, f" holding a {type_name(error.value)} at {error.path}"
-                ) from None
+        except NotLiteralError:
+            pass
         else:
             return Piece(
                 name,
@@ -370,7 +343,7 @@ class Resolver:
                 text=f"{name} = {literal.text}",
                 order=order,
                 cells=cells,
-                uses_collections=literal.uses_collections,
+                modules=literal.modules,
             )
         saved = tensor_constant(value)
         if saved is not None:
@@ -396,7 +369,7 @@ class Resolver:
                 text=f'{name} = _et_torch.device("{value}")',
                 order=order,
                 cells=cells,
-                uses_torch=True,
+                modules=frozenset({"torch"}),
             )
         if torch is not None and isinstance(value, torch.dtype):
             dtype = str(value).removeprefix("torch.")
@@ -406,6 +379,26 @@ class Resolver:
                 text=f"{name} = _et_torch.{dtype}",
                 order=order,
                 cells=cells,
-                uses_torch=True,
+                modules=frozenset({"torch"}),
             )
         return None
+
+    def _as_state(self, name: str, value: object, user: str) -> Piece:
+        """Objects, string arrays, scikit-learn estimators: data in state.json, rebuilt at load."""
+        binding = self.index.latest(name)
+        order = binding.order if binding is not None else (sys.maxsize, 0)
+        cells = (binding.cell,) if binding is not None else ()
+        before = len(self.state.classes_used)
+        try:
+            self.state.add_global(name, value)
+        except Unencodable as error:
+            raise self.refusals.unencodable(name, value, user, error) from None
+        needed = self.state.classes_used[before:]
+        deps = frozenset(
+            c.__qualname__ for c in needed if getattr(c, "__module__", None) == "__main__"
+        )
+        for cls in needed:
+            self.note_local(getattr(cls, "__module__", ""))
+        return Piece(
+            name, "state", text=f'{name} = _et_state["{name}"]', deps=deps, order=order, cells=cells
+        )

@@ -71,10 +71,19 @@ def find_model_class(cell: Cell, namespace: Mapping[str, Any], class_name: str |
     if len(candidates) == 1:
         return candidates[0]
     if not candidates:
+        modules = [b.name for b in latest.values() if _is_model(b.node, namespace)[0]]  # type: ignore[arg-type]
+        if len(modules) == 1:
+            raise CaptureError(
+                f"Class '{modules[0]}' has no predict_single(self, input) method. Add one: the "
+                "endpoint calls it once per request with the decoded input, e.g.\n"
+                "    def predict_single(self, input):\n"
+                "        return self(torch.tensor(input)).tolist()",
+                variable=modules[0],
+            )
         raise CaptureError(
             "This cell defines no nn.Module class with a predict_single(self, input) method "
-            f"(classes here: {names}). Add predict_single to the model class, or pass the "
-            "name of the class to publish."
+            f"(classes here: {names}). Add predict_single(self, input) to the model class: the "
+            "endpoint calls it once per request with the decoded input."
         )
     found = ", ".join(b.name for b in candidates)
     raise CaptureError(

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import torch
+
+    from easytensor_jupyter.state import StateWriter
 
 __all__ = ["CaptureError", "CapturedModel", "CellRecord"]
 
@@ -26,13 +29,16 @@ class CellRecord:
 
 @dataclass(frozen=True)
 class CapturedModel:
-    """A standalone ``model.py`` and the tensors it loads from ``constants.safetensors``."""
+    """A standalone ``model.py``, the tensors it loads from ``constants.safetensors``, the values
+    it rebuilds from the bundle's state, and the local modules that travel with it."""
 
     source: str
     class_name: str
     constants: dict[str, torch.Tensor]
     captured_names: list[str]
     warnings: list[str] = field(default_factory=list)
+    state: StateWriter | None = None
+    local_modules: dict[str, Path] = field(default_factory=dict)
 
 
 class CaptureError(Exception):

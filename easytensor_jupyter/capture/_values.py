@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import datetime
+import decimal
+import fractions
+import importlib
 import math
+import pathlib
+import re
 import site
 import sys
 import sysconfig
@@ -64,7 +70,44 @@ class TooBigError(Exception):
 @dataclass(frozen=True)
 class Literal:
     text: str
-    uses_collections: bool
+    modules: frozenset[str]
+    """Standard modules the text refers to as ``_et_<module>`` (collections, re, numpy...)."""
+
+    @property
+    def uses_collections(self) -> bool:
+        return "collections" in self.modules
+
+
+def _literal_form(value: object) -> tuple[str, str] | None:
+    """``(source, module)`` for a value written as a constructor call of the standard library
+    or NumPy: compiled patterns, dates, paths, decimals, fractions, NumPy scalars."""
+    kind = type(value)
+    if isinstance(value, re.Pattern):
+        return f"_et_re.compile({value.pattern!r}, {int(value.flags)})", "re"
+    if kind in (datetime.datetime, datetime.date, datetime.time, datetime.timedelta):
+        if getattr(value, "tzinfo", None) is not None:
+            return None
+        return "_et_" + repr(value), "datetime"
+    if kind in (pathlib.PosixPath, pathlib.PurePosixPath, pathlib.PureWindowsPath):
+        return f"_et_pathlib.{kind.__name__}({str(value)!r})", "pathlib"
+    if kind is decimal.Decimal:
+        return f"_et_decimal.Decimal({str(value)!r})", "decimal"
+    if kind is fractions.Fraction:
+        assert isinstance(value, fractions.Fraction)
+        return f"_et_fractions.Fraction({value.numerator}, {value.denominator})", "fractions"
+    numpy = sys.modules.get("numpy")
+    if numpy is not None and isinstance(value, numpy.generic) and kind.__module__ == "numpy":
+        if value.dtype.kind not in "biufcSU" or (
+            value.dtype.itemsize > 8 and value.dtype.kind in "fc"
+        ):
+            return None
+        item = value.item()
+        if isinstance(item, float) and not math.isfinite(item):
+            text = f'float("{item}")'
+        else:
+            text = repr(item)
+        return f"_et_numpy.{kind.__name__}({text})", "numpy"
+    return None
 
 
 def type_name(value: object) -> str:
@@ -80,7 +123,7 @@ class _Renderer:
         self.limit = limit
         self.leaf_size = 0
         self.counting = True
-        self.uses_collections = False
+        self.modules: set[str] = set()
         self._open: set[int] = set()
 
     def _scalar(self, value: object) -> str:
@@ -100,6 +143,15 @@ class _Renderer:
             assert isinstance(value, tuple)
             close = ",)" if len(value) == 1 else ")"
             return "(", close, [(None, v, f"{path}[{i}]") for i, v in enumerate(value)]
+        if kind is collections.deque:
+            assert isinstance(value, collections.deque)
+            self.modules.add("collections")
+            maxlen = "" if value.maxlen is None else f", maxlen={value.maxlen}"
+            return (
+                "_et_collections.deque([",
+                f"]{maxlen})",
+                [(None, v, f"{path}[{i}]") for i, v in enumerate(value)],
+            )
         if kind in (set, frozenset):
             assert isinstance(value, set | frozenset)
             items = _sorted(value)
@@ -115,7 +167,7 @@ class _Renderer:
             assert isinstance(value, dict)
             opening, closing = "{", "}"
             if kind is not dict:
-                self.uses_collections = True
+                self.modules.add("collections")
                 if kind is collections.defaultdict:
                     assert isinstance(value, collections.defaultdict)
                     factory = _FACTORIES.get(value.default_factory, "")
@@ -133,8 +185,11 @@ class _Renderer:
         raise NotLiteralError(path, value)
 
     def flat(self, value: object, path: str) -> str:
-        if type(value) in _SCALARS:
-            text = self._scalar(value)
+        form = _literal_form(value)
+        if form is not None:
+            self.modules.add(form[1])
+        if type(value) in _SCALARS or form is not None:
+            text = self._scalar(value) if form is None else form[0]
             if self.counting:
                 self.leaf_size += len(text)
                 if self.leaf_size > self.limit:
@@ -163,10 +218,15 @@ class _Renderer:
         text = self.flat(value, path)
         if len(text) + indent + lead <= _WIDTH or type(value) in _SCALARS:
             return text
+        if _literal_form(value) is not None:
+            return text
         opening, closing, entries = self._items(value, path)
         pad = " " * (indent + 4)
         lines = [opening]
-        if all(key is None and type(item) in _SCALARS for key, item, _ in entries):
+        if all(
+            key is None and type(item) in _SCALARS and _literal_form(item) is None
+            for key, item, _ in entries
+        ):
             row = ""
             for _, item, _ in entries:
                 piece = self._scalar(item) + ","
@@ -194,6 +254,8 @@ def _sorted(items: set[Any] | frozenset[Any]) -> list[Any]:
 def _same(a: object, b: object) -> bool:
     if type(a) is not type(b):
         return False
+    if isinstance(a, collections.deque) and isinstance(b, collections.deque):
+        return a.maxlen == b.maxlen and _same(list(a), list(b))
     if isinstance(a, float) and isinstance(b, float):
         return a == b or (math.isnan(a) and math.isnan(b))
     if isinstance(a, list | tuple) and isinstance(b, list | tuple):
@@ -223,7 +285,7 @@ def render_literal(value: object, name: str, limit: int = LITERAL_LIMIT) -> Lite
         "float": float,
         "set": set,
         "frozenset": frozenset,
-        "_et_collections": collections,
+        **{f"_et_{name}": importlib.import_module(name) for name in renderer.modules},
         **{factory: obj for obj, factory in _FACTORIES.items() if obj is not None},
     }
     try:
@@ -232,7 +294,7 @@ def render_literal(value: object, name: str, limit: int = LITERAL_LIMIT) -> Lite
         raise NotLiteralError(name, value) from error
     if not _same(restored, value):
         raise NotLiteralError(name, value)
-    return Literal(text, renderer.uses_collections)
+    return Literal(text, frozenset(renderer.modules))
 
 
 def tensor_constant(value: object) -> tuple[torch.Tensor, str] | None:

@@ -22,6 +22,12 @@ from safetensors import safe_open
 from safetensors.torch import load_model
 
 from easytensor_jupyter.bundle import MODEL_FILE, WEIGHTS_FILE, Manifest
+from easytensor_jupyter.inference.runtime.restore import (
+    add_shipped_modules,
+    apply_saved_dtypes,
+    apply_state,
+)
+from easytensor_jupyter.state import StateLoadError, reader_for
 
 __all__ = [
     "LoadError",
@@ -203,6 +209,7 @@ def _jsonable_outcome(result: Any) -> Outcome:
 def load_bundle_dir(directory: Path, manifest: Manifest, device: str = "cpu") -> LoadedModel:
     """Import model.py, build the class from the manifest's arguments and load the weights."""
     module_name = f"easytensor_model_{manifest.files[MODEL_FILE].sha256[:16]}"
+    add_shipped_modules(directory)
     module = import_model_module(directory / MODEL_FILE, module_name)
     cls = getattr(module, manifest.class_name, None)
     if not isinstance(cls, type) or not issubclass(cls, torch.nn.Module):
@@ -212,8 +219,17 @@ def load_bundle_dir(directory: Path, manifest: Manifest, device: str = "cpu") ->
     predict_single = getattr(cls, "predict_single", None)
     if not callable(predict_single):
         raise LoadError("class", f"{manifest.class_name} has no predict_single method")
+    state = reader_for(directory)
+    namespace = vars(module)
+    args, kwargs = list(manifest.init_args), dict(manifest.init_kwargs)
     try:
-        model = cls(*manifest.init_args, **manifest.init_kwargs)
+        from_state = state.init(namespace)
+    except StateLoadError as exc:
+        raise LoadError("state", f"the model's saved state can't be read: {exc}") from None
+    if from_state is not None:
+        args, kwargs = from_state
+    try:
+        model = cls(*args, **kwargs)
     except Exception as exc:
         call = _call_text(manifest)
         raise LoadError(
@@ -222,10 +238,21 @@ def load_bundle_dir(directory: Path, manifest: Manifest, device: str = "cpu") ->
     weights = directory / WEIGHTS_FILE
     check_state_keys(model, weights)
     try:
+        apply_saved_dtypes(model, weights)
         model.to(device)
         load_model(model, str(weights), strict=True, device=device)
     except Exception as exc:
         raise LoadError("weights", f"loading weights failed: {exc}", _traceback_tail(exc)) from None
+    try:
+        apply_state(model, state, namespace)
+    except StateLoadError as exc:
+        raise LoadError("state", f"the model's saved state can't be read: {exc}") from None
+    except Exception as exc:
+        raise LoadError(
+            "state",
+            f"setting the model's saved attributes failed: {type(exc).__name__}: {exc}",
+            _traceback_tail(exc),
+        ) from None
     model.eval()
     return LoadedModel(model, manifest, device)
 
