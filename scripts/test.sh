@@ -15,6 +15,11 @@ if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 && [ "$(id -u)" = "0" ]
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) \
     || echo "warning: postgresql could not be installed; its tests will be skipped"
 fi
+if ! command -v bwrap >/dev/null && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
+  echo "==> Installing Debian's bubblewrap for the worker sandbox"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null) \
+    || echo "warning: bubblewrap could not be installed; the sandbox tests will fail"
+fi
 echo "==> ruff"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .

@@ -12,6 +12,7 @@ __all__ = [
     "WorkerInputError",
     "WorkerLoadError",
     "WorkerMemoryLimit",
+    "WorkerOutputTooLarge",
     "WorkerRestarted",
     "WorkerTimeout",
 ]
@@ -64,6 +65,29 @@ class WorkerMemoryLimit(WorkerCrashed):
             **super().detail(),
             "reason": "memory",
             "used_mb": round(self.used_mb, 1),
+            "limit_mb": self.limit_mb,
+        }
+
+
+class WorkerOutputTooLarge(WorkerCrashed):
+    """The worker sent a frame over ``--worker-max-output-mb``: its own code never does, so
+    model code wrote to the socket itself. The frame was refused unread and the worker stopped."""
+
+    def __init__(self, returncode: int | None, size: int, limit: int) -> None:
+        super().__init__(returncode)
+        self.size_mb = size / (1 << 20)
+        self.limit_mb = limit / (1 << 20)
+        self.args = (
+            f"the model's worker sent an answer of {self.size_mb:.0f} MB, over the "
+            f"{self.limit_mb:g} MB limit (--worker-max-output-mb); it was not read, and the "
+            "worker was stopped and will be replaced",
+        )
+
+    def detail(self) -> dict[str, Any]:
+        return {
+            **super().detail(),
+            "reason": "output_too_large",
+            "size_mb": round(self.size_mb, 1),
             "limit_mb": self.limit_mb,
         }
 

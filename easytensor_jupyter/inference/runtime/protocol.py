@@ -11,6 +11,11 @@ Messages (``t`` is the type):
 A predict frame carries a list of requests so several can travel together: under load the
 server packs every request that arrived in one event-loop turn into one frame (one write, one
 wake-up of the worker), and the worker answers several in one results frame.
+
+What a worker sends is capped (``--worker-max-output-mb``, ``MAX_OUTPUT_BYTES`` by default):
+the server reads a frame's 4-byte length first and refuses one over the cap before reading
+any of its body, so hostile model code writing to the socket itself cannot make the server
+hold gigabytes. The worker's own code splits its answers to stay under the cap.
 """
 
 from __future__ import annotations
@@ -24,7 +29,9 @@ import msgpack
 
 __all__ = [
     "MAX_FRAME_BYTES",
+    "MAX_OUTPUT_BYTES",
     "FrameError",
+    "FrameTooLarge",
     "decode_body",
     "encode_frame",
     "encode_request",
@@ -35,11 +42,21 @@ __all__ = [
 ]
 
 MAX_FRAME_BYTES = 4 << 30
+MAX_OUTPUT_BYTES = 64 << 20
 _HEADER = struct.Struct(">I")
 
 
 class FrameError(ValueError):
     """A frame that is too large or not a msgpack map."""
+
+
+class FrameTooLarge(FrameError):
+    """A frame whose announced size passes the reader's cap; its body was not read."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"a frame of {size} bytes is over the {limit} byte limit")
+        self.size = size
+        self.limit = limit
 
 
 def encode_frame(message: dict[str, Any]) -> bytes:
@@ -85,9 +102,14 @@ def decode_body(body: bytes) -> dict[str, Any]:
     return message
 
 
-async def read_frame(reader: asyncio.StreamReader) -> dict[str, Any]:
-    """Read one frame; raises ``asyncio.IncompleteReadError`` when the peer has gone."""
+async def read_frame(
+    reader: asyncio.StreamReader, max_bytes: int = MAX_FRAME_BYTES
+) -> dict[str, Any]:
+    """Read one frame; raises ``asyncio.IncompleteReadError`` when the peer has gone and
+    ``FrameTooLarge`` (having read only the header) for a frame over ``max_bytes``."""
     (size,) = _HEADER.unpack(await reader.readexactly(_HEADER.size))
+    if size > max_bytes:
+        raise FrameTooLarge(size, max_bytes)
     return decode_body(await reader.readexactly(size))
 
 

@@ -1,326 +1,342 @@
-"""Confine a worker process before it runs model code: namespaces, another uid, rlimits.
+"""The worker sandbox: what this machine lets us enforce, and the jail each worker starts in.
 
-Model code is untrusted, so a worker must not reach the admin key, the store, other models'
-files or the network. The server starts each worker through this module as a trampoline
-(``python -m easytensor_jupyter.inference.backends.local.sandbox POLICY -- python -m ...worker_main ...``):
-it applies the policy to itself, then ``execv``s the worker, which keeps its pid.
+Model code is untrusted. A worker starts as ``[sh: join cgroups] bwrap ... [setpriv] python -m
+...worker_main``; ``bwrap.py`` says what the worker sees, ``cgroups.py`` what it may use. This
+module decides, once per server, which of those work here (bubblewrap installed and allowed to
+make namespaces, ``setpriv`` present, cgroups writable), hands every worker its own uid when the
+server is root, and reports each protection as on or off with the reason, both at start-up
+and in ``easytensor serve --sandbox-report`` (``protections.py``).
 
-Why a trampoline and not ``preexec_fn``: the server has threads, and Python code between
-``fork`` and ``exec`` can deadlock on a lock another thread held; here the confinement runs in
-a fresh single-threaded interpreter.
-
-What it does, Linux only, best effort; everything it could not do is reported on stderr (the
-server log) so nothing is silently weaker than asked:
-
-* a new mount namespace where the store, ``EASYTENSOR_HOME``, the server user's home (when the
-  worker changes uid) and the temp folder are covered by empty tmpfs mounts, with only the paths
-  the worker needs (the interpreter, ``sys.path``, its own folder) bound back in;
-* a new network namespace with only a loopback that is down, unless the network is allowed;
-* when the server runs as root: another uid/gid (``nobody`` by default), no supplementary groups,
-  ``no_new_privs``; when not root: an unprivileged user namespace does the two above if the
-  kernel allows it, and the worker keeps the server's uid;
-* rlimits: open files, core dumps off, and CPU seconds when asked.
+Each worker's uid comes from ``--worker-uids`` and is held with a lock file under ``/run``, so
+two servers on one machine never hand out the same one; uids that have an account are skipped.
 """
 
 from __future__ import annotations
 
-import ctypes
-import errno
+import contextlib
+import fcntl
+import logging
 import os
 import pwd
-import resource
+import shutil
 import sys
 import tempfile
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-import orjson
+from easytensor_jupyter.inference.backends.local import bwrap
+from easytensor_jupyter.inference.backends.local.cgroups import (
+    CgroupLimits,
+    Cgroups,
+    WorkerCgroup,
+    join_script,
+)
+from easytensor_jupyter.inference.backends.local.watchdog import Watchdog
+from easytensor_jupyter.inference.backends.local.workdir import (
+    check_env_names,
+    run_folder,
+    sandbox_env,
+)
 
-__all__ = ["SandboxPolicy", "apply", "build_policy", "main", "resolve_user", "wrap_command"]
+__all__ = [
+    "DEFAULT_UIDS",
+    "WORKER_FIELDS",
+    "Jail",
+    "Sandbox",
+    "SandboxOptions",
+    "default_memory_mb",
+    "sandbox_options",
+    "validate",
+    "watchdog_for",
+]
 
-_CLONE_NEWNS = 0x00020000
-_CLONE_NEWUSER = 0x10000000
-_CLONE_NEWNET = 0x40000000
-_MS_RDONLY = 1
-_MS_NOSUID = 2
-_MS_NODEV = 4
-_MS_REMOUNT = 32
-_MS_BIND = 4096
-_MS_REC = 16384
-_MS_PRIVATE = 1 << 18
-_PR_SET_NO_NEW_PRIVS = 38
-_TMP_SIZE = "64m"
+log = logging.getLogger("easytensor.workers")
+DEFAULT_UIDS = (0x70000000, 0x7000FFFF)
+_MEMORY_HEADROOM = 0.25
+
+
+def default_memory_mb() -> float:
+    """Half the machine's memory: one runaway model cannot take the server down with it."""
+    try:
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return 4096.0
+    return float(total // 2 >> 20)
 
 
 @dataclass(frozen=True)
-class SandboxPolicy:
-    """What to apply to one worker; JSON on the trampoline's command line."""
+class SandboxOptions:
+    """The sandbox settings of one server (``ServeOptions`` resolved: no "auto" left)."""
 
-    enabled: bool = True
-    uid: int | None = None
-    gid: int | None = None
     network: bool = False
     max_files: int = 1024
     cpu_seconds: int | None = None
-    hide: tuple[str, ...] = ()
-    keep: tuple[str, ...] = ()
-    tmp: str | None = None
-    worker_dir: str | None = None
-    notes: list[str] = field(default_factory=list, compare=False)
-
-    def to_json(self) -> str:
-        data = asdict(self)
-        data.pop("notes")
-        return orjson.dumps(data).decode()
-
-    @classmethod
-    def from_json(cls, text: str) -> SandboxPolicy:
-        data = orjson.loads(text)
-        data["hide"] = tuple(data.get("hide") or ())
-        data["keep"] = tuple(data.get("keep") or ())
-        return cls(**data)
+    max_procs: int = 256
+    memory_mb: float | None = None
+    idle_cpu: float | None = 5.0
+    cpus: float | None = None
+    tmp_mb: float = 256.0
+    max_output_mb: float = 64.0
+    uids: tuple[int, int] = DEFAULT_UIDS
+    env: tuple[str, ...] = ()
+    binds: tuple[str, ...] = ()
+    device: str = "cpu"
+    threads: int = 1
 
 
-def resolve_user(name: str | None) -> tuple[int, int] | None:
-    """The uid/gid a root server drops workers to; None when not root or asked not to."""
-    if os.geteuid() != 0 or name in (None, "", "root"):
+WORKER_FIELDS = (
+    "worker_uids",
+    "worker_network",
+    "worker_memory_mb",
+    "worker_idle_cpu",
+    "worker_cpus",
+    "worker_cpu_seconds",
+    "worker_max_files",
+    "worker_max_procs",
+    "worker_tmp_mb",
+    "worker_max_output_mb",
+    "worker_env",
+    "worker_bind",
+    "device",
+    "threads",
+)
+
+
+def sandbox_options(values: Mapping[str, Any]) -> SandboxOptions:
+    """``ServeOptions``' worker fields (``WORKER_FIELDS``, as a plain mapping, which is also
+    how a Ray replica gets them) with the defaults resolved on this machine."""
+    memory, cpus, threads = values["worker_memory_mb"], values["worker_cpus"], values["threads"]
+    first, last = values["worker_uids"]
+    return SandboxOptions(
+        network=bool(values["worker_network"]),
+        max_files=int(values["worker_max_files"]),
+        cpu_seconds=values["worker_cpu_seconds"],
+        max_procs=int(values["worker_max_procs"]),
+        memory_mb=default_memory_mb() if memory is None else (float(memory) or None),
+        idle_cpu=float(values["worker_idle_cpu"]) or None,
+        cpus=float(threads) if cpus is None else (float(cpus) or None),
+        tmp_mb=float(values["worker_tmp_mb"]),
+        max_output_mb=float(values["worker_max_output_mb"]),
+        uids=(int(first), int(last)),
+        env=tuple(values["worker_env"]),
+        binds=tuple(values["worker_bind"]),
+        device=str(values["device"]),
+        threads=int(threads),
+    )
+
+
+def watchdog_for(options: SandboxOptions) -> Watchdog | None:
+    """The watchdog of a server's workers, when a memory or idle-CPU limit is asked for."""
+    if not options.memory_mb and not options.idle_cpu:
         return None
-    try:
-        entry = pwd.getpwnam(name) if not name.isdigit() else pwd.getpwuid(int(name))
-    except KeyError:
-        raise ValueError(f"--worker-user {name!r} is not a user on this machine") from None
-    return entry.pw_uid, entry.pw_gid
+    memory = int(options.memory_mb * (1 << 20)) if options.memory_mb else None
+    return Watchdog(memory, options.idle_cpu)
 
 
-def build_policy(
-    *,
-    store: Path,
-    home: Path,
-    user: str | None,
-    network: bool,
-    max_files: int,
-    cpu_seconds: int | None,
-) -> SandboxPolicy:
-    """The policy every worker of one server gets, from its command-line options."""
-    ids = resolve_user(user)
-    hide = [str(store), str(home)]
-    if ids is not None:
-        hide.append(str(Path.home()))
-    return SandboxPolicy(
-        uid=ids[0] if ids else None,
-        gid=ids[1] if ids else None,
-        network=network,
-        max_files=max_files,
-        cpu_seconds=cpu_seconds,
-        hide=tuple(hide),
-        tmp=tempfile.gettempdir(),
-    )
+def validate(values: Mapping[str, Any]) -> str | None:
+    """Why these worker settings cannot work, in the words of the options; None when fine."""
+    first, last = values["worker_uids"]
+    if not 0 < first <= last < 0xFFFFFFFF:
+        return f"--worker-uids {first}-{last}: give FIRST-LAST with 0 < FIRST <= LAST < 4294967295"
+    for path in values["worker_bind"]:
+        if not Path(path).is_absolute() or not Path(path).exists():
+            return f"--worker-bind {path}: give an absolute path that exists"
+    return check_env_names(values["worker_env"])
 
 
-def _needed_paths(extra: Iterable[str]) -> list[str]:
-    """What a worker must still see: the interpreter, its libraries, sys.path, ``extra``."""
-    wanted = {sys.base_prefix, sys.prefix, sys.exec_prefix, str(Path(sys.executable).parent)}
-    wanted.update(p for p in sys.path if p)
-    wanted.update(extra)
-    found = set()
-    for raw in wanted:
-        path = os.path.realpath(raw)
-        if Path(path).exists() and path != "/":
-            found.add(path)
-    return sorted(found)
+@dataclass
+class Jail:
+    """One worker's confinement: its command, environment, uid and cgroup."""
+
+    command: list[str]
+    env: dict[str, str]
+    cwd: str
+    confined: bool
+    uid: int | None = None
+    cgroup: WorkerCgroup | None = None
+    _lock: int | None = field(default=None, repr=False)
+
+    def exit_code(self, returncode: int) -> int:
+        """bubblewrap reports a worker killed by signal N as exit code 128 + N."""
+        return 128 - returncode if self.confined and 128 < returncode < 128 + 65 else returncode
+
+    def memory_used(self, limit: int) -> int | None:
+        """The cgroup's memory, or past ``limit`` once the kernel had to kill in it."""
+        if self.cgroup is None:
+            return None
+        used = self.cgroup.memory_used()
+        if self.cgroup.oom_kills():
+            return max(self.cgroup.memory_peak() or 0, used or 0, limit + 1)
+        return used
+
+    def release(self) -> None:
+        """Kill what is left in the cgroup and remove it, then give back the uid."""
+        for _ in range(100):
+            if self.cgroup is None or self.cgroup.remove():
+                self.cgroup = None
+                break
+            self.cgroup.kill()
+            time.sleep(0.01)
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
 
 
-def wrap_command(
-    command: Sequence[str], policy: SandboxPolicy, worker_dir: Path, package_root: str
-) -> list[str]:
-    """The trampoline command that confines, then becomes, ``command``."""
-    if not policy.enabled or sys.platform != "linux":
-        return list(command)
-    full = SandboxPolicy(
-        enabled=True,
-        uid=policy.uid,
-        gid=policy.gid,
-        network=policy.network,
-        max_files=policy.max_files,
-        cpu_seconds=policy.cpu_seconds,
-        hide=policy.hide,
-        keep=tuple(_needed_paths([*policy.keep, package_root, str(worker_dir)])),
-        tmp=policy.tmp,
-        worker_dir=str(worker_dir),
-    )
-    module = "easytensor_jupyter.inference.backends.local.sandbox"
-    return [sys.executable, "-m", module, full.to_json(), "--", *command]
+class _UidPool:
+    """Uids of the ``--worker-uids`` range, one per live worker, locked machine-wide."""
+
+    def __init__(self, first: int, last: int) -> None:
+        self.first, self.last = first, last
+        accounts = {entry.pw_uid for entry in pwd.getpwall()}
+        self._free = [u for u in range(first, last + 1) if u not in accounts]
+        self._held: set[int] = set()
+        self.folder = _lock_folder()
+
+    def take(self) -> tuple[int, int]:
+        for uid in self._free:
+            if uid in self._held:
+                continue
+            fd = os.open(
+                self.folder / str(uid), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
+            )
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            self._held.add(uid)
+            return uid, fd
+        raise OSError(f"all uids of --worker-uids {self.first}-{self.last} are in use")
+
+    def give_back(self, uid: int | None) -> None:
+        if uid is not None:
+            self._held.discard(uid)
 
 
-class _Libc:
-    def __init__(self) -> None:
-        self.lib = ctypes.CDLL(None, use_errno=True)
-        self.lib.mount.argtypes = [
-            ctypes.c_char_p,
-            ctypes.c_char_p,
-            ctypes.c_char_p,
-            ctypes.c_ulong,
-            ctypes.c_char_p,
-        ]
+def _lock_folder() -> Path:
+    """A root-only folder for the uid locks; refuses one another user could have planted."""
+    base = Path("/run") if os.access("/run", os.W_OK) else Path(tempfile.gettempdir())
+    folder = base / "easytensor-worker-uids"
+    with contextlib.suppress(FileExistsError):
+        folder.mkdir(mode=0o700)
+    info = folder.lstat()
+    if not folder.is_dir() or folder.is_symlink() or info.st_uid != 0 or info.st_mode & 0o022:
+        raise OSError(f"{folder} is not a private folder of root's; remove it and start again")
+    return folder
 
-    def _check(self, result: int, what: str) -> None:
-        if result != 0:
-            code = ctypes.get_errno()
-            raise OSError(code, f"{what}: {os.strerror(code)}")
 
-    def unshare(self, flags: int) -> None:
-        self._check(self.lib.unshare(flags), "unshare")
+class Sandbox:
+    """Everything a server learnt about confining workers here, and how to start one."""
 
-    def mount(self, source: str | None, target: str, fstype: str | None, flags: int) -> None:
-        self._check(
-            self.lib.mount(
-                source.encode() if source else None,
-                target.encode(),
-                fstype.encode() if fstype else None,
-                flags,
-                None,
-            ),
-            f"mount {target}",
+    def __init__(self, options: SandboxOptions) -> None:
+        self.options = options
+        self.root = os.geteuid() == 0
+        self.bwrap = bwrap.find() if sys.platform == "linux" else None
+        self.setpriv = shutil.which("setpriv") if self.root else None
+        self.binds = bwrap.needed_paths(options.binds)
+        limits = options.memory_mb or options.max_procs or options.cpus
+        self.cgroups = Cgroups.detect() if limits else Cgroups(why_not="no limit asked for")
+        self.uids = _UidPool(*options.uids) if self.root and self.setpriv else None
+        self.why_not = self._probe()
+        if self.why_not and self.uids is not None:
+            # Without bubblewrap a worker reads its folder by its real path, under a uid of
+            # its own: it may pass through the run folder, not list it.
+            run_folder().chmod(0o711)
+
+    @property
+    def confined(self) -> bool:
+        return self.why_not is None
+
+    def _probe(self) -> str | None:
+        if sys.platform != "linux":
+            return "namespaces exist only on Linux"
+        if self.bwrap is None:
+            return "bubblewrap is not installed (apt-get install bubblewrap)"
+        with tempfile.TemporaryDirectory(prefix="easytensor-probe-") as folder:
+            Path(folder).chmod(0o755)
+            uid, lock = self.uids.take() if self.uids is not None else (None, None)
+            try:
+                command = self._bwrap(
+                    [sys.executable, "-c", "import easytensor_jupyter"], Path(folder), uid
+                )
+                why = bwrap.probe(command, sandbox_env(self.options.threads, self.options.env))
+            finally:
+                if lock is not None:
+                    os.close(lock)
+                    assert self.uids is not None
+                    self.uids.give_back(uid)
+        return f"bubblewrap cannot make a sandbox here: {why}" if why else None
+
+    def _bwrap(
+        self, command: list[str], bundle: Path, uid: int | None, extra: Sequence[str] = ()
+    ) -> list[str]:
+        return bwrap.sandbox_command(
+            command,
+            bwrap=self.bwrap or "bwrap",
+            bundle=bundle,
+            binds=[*self.binds, *extra],
+            tmp_bytes=int(self.options.tmp_mb * (1 << 20)),
+            network=self.options.network,
+            device=self.options.device,
+            uid=uid,
+            setpriv=self.setpriv,
         )
 
-    def mount_tmpfs(self, target: str, options: str) -> None:
-        result = self.lib.mount(
-            b"tmpfs", target.encode(), b"tmpfs", _MS_NOSUID | _MS_NODEV, options.encode()
-        )
-        self._check(result, f"mount tmpfs on {target}")
+    def limits_args(self) -> list[str]:
+        """What ``worker_main`` sets on itself before it imports anything of the model."""
+        o = self.options
+        args = ["--max-files", str(o.max_files), "--max-procs", str(o.max_procs)]
+        return args + (["--cpu-seconds", str(o.cpu_seconds)] if o.cpu_seconds else [])
 
-    def no_new_privs(self) -> None:
-        self._check(self.lib.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+    def memory_hard_limit(self) -> int | None:
+        """The kernel's limit: the watchdog's plus headroom, for what it is too slow to see."""
+        mb = self.options.memory_mb
+        return int(mb * (1 + _MEMORY_HEADROOM) * (1 << 20)) + (64 << 20) if mb else None
 
-
-def _under(path: str, folder: str) -> bool:
-    return path == folder or path.startswith(folder.rstrip("/") + "/")
-
-
-def _cover(libc: _Libc, folder: str, keep: Sequence[str], writable: bool) -> None:
-    """Hide ``folder`` under an empty tmpfs, binding the ``keep`` paths back in place."""
-    inside = [k for k in keep if _under(k, folder) and k != folder]
-    handles = [(k, os.open(k, os.O_PATH)) for k in inside]
-    try:
-        mode = "1777" if writable else "0755"
-        libc.mount_tmpfs(folder, f"size={_TMP_SIZE if writable else '1m'},mode={mode}")
-        for path, fd in handles:
-            if Path(f"/proc/self/fd/{fd}").is_dir():
-                Path(path).mkdir(parents=True, exist_ok=True)
+    def jail(self, bundle: Path, inner: list[str], label: str, binds: Sequence[str] = ()) -> Jail:
+        """The confinement of one new worker whose bundle folder is ``bundle``; ``binds`` are
+        extra read-only paths it sees (its model's environment)."""
+        uid, lock = self.uids.take() if self.uids is not None else (None, None)
+        group = None
+        try:
+            if self.cgroups.parents:
+                limits = CgroupLimits(
+                    self.memory_hard_limit(), self.options.max_procs, self.options.cpus
+                )
+                group = self.cgroups.create(f"w{uid}" if uid is not None else "w", limits)
+            env = sandbox_env(self.options.threads, self.options.env)
+            command = [*inner, *self.limits_args()]
+            if self.confined:
+                command = self._bwrap([*command, "--dir", bwrap.BUNDLE], bundle, uid, binds)
             else:
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-                Path(path).touch()
-            libc.mount(f"/proc/self/fd/{fd}", path, None, _MS_BIND | _MS_REC)
-        if not writable:
-            flags = _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID | _MS_NODEV
-            libc.mount(None, folder, None, flags)
-    finally:
-        for _, fd in handles:
-            os.close(fd)
-
-
-def _enter_user_namespace(libc: _Libc, flags: int) -> None:
-    """Unprivileged: a user namespace lets us make mount and network namespaces too."""
-    uid, gid = os.getuid(), os.getgid()
-    libc.unshare(_CLONE_NEWUSER | flags)
-    Path("/proc/self/setgroups").write_text("deny")
-    Path("/proc/self/uid_map").write_text(f"{uid} {uid} 1")
-    Path("/proc/self/gid_map").write_text(f"{gid} {gid} 1")
-
-
-def _hide_all(libc: _Libc, policy: SandboxPolicy, notes: list[str]) -> None:
-    libc.mount(None, "/", None, _MS_REC | _MS_PRIVATE)
-    keep = list(policy.keep)
-    targets = sorted({os.path.realpath(h) for h in policy.hide if Path(h).is_dir()}, key=len)
-    covered: list[str] = []
-    for folder in targets:
-        if any(_under(folder, done) for done in covered):
-            continue
-        if folder == "/" or folder in keep:
-            notes.append(f"{folder} not hidden: the worker needs it")
-            continue
-        covered.append(folder)
-        try:
-            _cover(libc, folder, keep, writable=False)
-        except OSError as exc:
-            notes.append(f"{folder} not hidden ({exc.strerror})")
-    if policy.tmp and Path(policy.tmp).is_dir():
-        try:
-            _cover(libc, os.path.realpath(policy.tmp), keep, writable=True)
-        except OSError as exc:
-            notes.append(f"other workers' folders not hidden ({exc.strerror})")
-
-
-def _limits(policy: SandboxPolicy, notes: list[str]) -> None:
-    wanted = [(resource.RLIMIT_CORE, 0, 0), (resource.RLIMIT_NOFILE, *([policy.max_files] * 2))]
-    if policy.cpu_seconds:
-        wanted.append((resource.RLIMIT_CPU, policy.cpu_seconds, policy.cpu_seconds + 1))
-    for which, soft, hard in wanted:
-        try:
-            _, current_hard = resource.getrlimit(which)
-            if current_hard != resource.RLIM_INFINITY and 0 <= current_hard < hard:
-                soft, hard = min(soft, current_hard), current_hard
-            resource.setrlimit(which, (soft, hard))
-        except (OSError, ValueError) as exc:
-            notes.append(f"rlimit {which} not set ({exc})")
-
-
-def apply(policy: SandboxPolicy) -> list[str]:
-    """Confine this process; returns what could not be enforced (empty when all was)."""
-    notes: list[str] = []
-    _limits(policy, notes)
-    if sys.platform != "linux":
-        return [*notes, "no namespaces: only Linux has them"]
-    libc = _Libc()
-    flags = _CLONE_NEWNS | (0 if policy.network else _CLONE_NEWNET)
-    root = os.geteuid() == 0
-    try:
-        if root:
-            libc.unshare(flags)
-        else:
-            _enter_user_namespace(libc, flags)
-        _hide_all(libc, policy, notes)
-    except OSError as exc:
-        notes.append(
-            f"no mount/network namespace ({exc.strerror or exc}): files and network are open"
+                # Without bubblewrap a root server still gives each worker a uid of its own.
+                if uid is not None and self.setpriv:
+                    drop = [self.setpriv, f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
+                    drop += ["--inh-caps=-all", "--bounding-set=-all", "--no-new-privs"]
+                    command = [*drop, "--", *command]
+                command += ["--dir", str(bundle)]
+            command = join_script(group, command)
+        except BaseException:
+            if group is not None:
+                group.remove()
+            if lock is not None:
+                os.close(lock)
+            if self.uids is not None:
+                self.uids.give_back(uid)
+            raise
+        jail = Jail(
+            command, env, "/" if self.confined else str(bundle), self.confined, uid, group, lock
         )
-    if policy.uid is not None and root:
-        gid = policy.gid if policy.gid is not None else policy.uid
-        if policy.worker_dir:
-            os.chown(policy.worker_dir, policy.uid, gid)
-        os.setgroups([])
-        os.setresgid(gid, gid, gid)
-        os.setresuid(policy.uid, policy.uid, policy.uid)
-        os.environ["HOME"] = policy.worker_dir or "/"
-    elif root:
-        notes.append("the worker runs as root (--worker-user root): file permissions do not apply")
-    try:
-        libc.no_new_privs()
-    except OSError as exc:
-        notes.append(f"no_new_privs not set ({exc.strerror})")
-    return notes
+        log.debug("%s: worker uid %s, cgroup %s", label, uid, group.dirs if group else None)
+        return jail
 
+    def release(self, jail: Jail) -> None:
+        jail.release()
+        if self.uids is not None:
+            self.uids.give_back(jail.uid)
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) < 3 or args[1] != "--":
-        print(
-            "usage: python -m easytensor_jupyter.inference.backends.local.sandbox POLICY -- COMMAND...",
-            file=sys.stderr,
-        )
-        return 2
-    policy = SandboxPolicy.from_json(args[0])
-    for note in apply(policy):
-        print(f"sandbox: {note}", file=sys.stderr, flush=True)
-    command = args[2:]
-    try:
-        os.execv(command[0], command)
-    except OSError as exc:
-        print(f"sandbox: cannot start the worker: {exc}", file=sys.stderr, flush=True)
-        return 126 if exc.errno == errno.EACCES else 127
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    def close(self) -> None:
+        self.cgroups.close()

@@ -1,10 +1,11 @@
 """A worker process, one per loaded model version, and the requests it is working on.
 
 Model code only ever runs in a worker: the server talks to it over a socketpair with msgpack
-frames. A worker gets a private folder of hard links to its version's files, and an environment
-without any ``EASYTENSOR_*`` variable, so it learns neither the store path nor the admin key.
-A prediction past its timeout kills the worker's whole process group; a worker that dies fails
-its pending requests, and the next query starts a fresh one.
+frames. A worker starts in the jail ``sandbox.Sandbox`` gives it (its own bundle folder
+read-only, its own uid or user namespace, PID namespace, cgroup), with an environment from an
+allowlist, so it learns neither the store path nor the admin key. A prediction past its
+timeout kills the worker, and with it its PID namespace: every process it started; a worker
+that dies fails its pending requests, and the next query starts a fresh one.
 """
 
 from __future__ import annotations
@@ -31,15 +32,26 @@ from easytensor_jupyter.inference.backends.errors import (
     WorkerInputError,
     WorkerLoadError,
     WorkerMemoryLimit,
+    WorkerOutputTooLarge,
     WorkerRestarted,
     WorkerTimeout,
 )
-from easytensor_jupyter.inference.backends.local.sandbox import SandboxPolicy, wrap_command
-from easytensor_jupyter.inference.backends.local.watchdog import MemoryWatchdog
-from easytensor_jupyter.inference.backends.local.workdir import fill_dir, prepare_dir, worker_env
+from easytensor_jupyter.inference.backends.local.sandbox import Jail, Sandbox
+from easytensor_jupyter.inference.backends.local.watchdog import (
+    Watchdog,
+    tree_cpu_seconds,
+    tree_memory,
+)
+from easytensor_jupyter.inference.backends.local.workdir import (
+    fill_dir,
+    new_bundle_dir,
+    plain_env,
+)
 from easytensor_jupyter.inference.runtime.protocol import (
     MAX_FRAME_BYTES,
+    MAX_OUTPUT_BYTES,
     FrameError,
+    FrameTooLarge,
     encode_frame,
     encode_request,
     predict_frame,
@@ -52,7 +64,8 @@ log = logging.getLogger("easytensor.workers")
 
 _DRAIN_ABOVE = 1 << 20
 _FLUSH_ABOVE = 256 << 10
-ExitReason = Literal["stopped", "crash", "timeout", "memory", "load_error"]
+ExitReason = Literal["stopped", "crash", "timeout", "memory", "output", "cpu", "load_error"]
+_WORKER_MAIN = "easytensor_jupyter.inference.backends.local.worker_main"
 
 
 class Worker:
@@ -66,13 +79,17 @@ class Worker:
         threads: int,
         max_pending: int,
         on_exit: Callable[[Worker, ExitReason], None],
-        sandbox: SandboxPolicy | None = None,
-        watchdog: MemoryWatchdog | None = None,
+        sandbox: Sandbox | None = None,
+        watchdog: Watchdog | None = None,
+        max_output: int = MAX_OUTPUT_BYTES,
     ) -> None:
         self.spec = spec
         self.sandbox = sandbox
+        self.jail: Jail | None = None
+        self.max_output = max_output
+        self._too_large: FrameTooLarge | None = None
         self.watchdog = watchdog
-        self.memory_used: int | None = None
+        self.memory_seen: int | None = None
         self.device = device
         self.threads = threads
         self.max_pending = max_pending
@@ -101,29 +118,22 @@ class Worker:
 
     async def start(self, standby: bool = False) -> None:
         """Spawn the process; a standby one imports torch and waits for ``assign``."""
-        self.dir = await asyncio.to_thread(prepare_dir, None if standby else self.spec)
+        self.dir = await asyncio.to_thread(new_bundle_dir, None if standby else self.spec)
         parent, child = socket.socketpair()
-        command = [
-            sys.executable,
-            "-m",
-            "easytensor_jupyter.inference.backends.local.worker_main",
-            "--fd",
-            str(child.fileno()),
-            "--dir",
-            str(self.dir),
-            "--device",
-            self.device,
-            "--threads",
-            str(self.threads),
-            "--parent-pid",
-            str(os.getpid()),
-        ]
-        command += ["--standby"] if standby else []
-        env = worker_env(self.threads)
-        if self.sandbox is not None:
-            command = wrap_command(command, self.sandbox, self.dir, env["PYTHONPATH"])
-            env["HOME"] = env["TMPDIR"] = str(self.dir)
+        python = (None if standby else self.spec.python) or sys.executable
+        command = [python, "-m", _WORKER_MAIN, "--fd", str(child.fileno())]
+        command += ["--device", self.device, "--threads", str(self.threads)]
+        command += ["--max-output", str(self.max_output)] + (["--standby"] if standby else [])
         try:
+            if self.sandbox is not None:
+                env_binds = [str(self.spec.environment)] if self.spec.environment else []
+                self.jail = await asyncio.to_thread(
+                    self.sandbox.jail, self.dir, command, self.spec.label, env_binds
+                )
+                command, env, cwd = self.jail.command, self.jail.env, self.jail.cwd
+            else:
+                command += ["--dir", str(self.dir), "--parent-pid", str(os.getpid())]
+                env, cwd = plain_env(self.threads), str(self.dir)
             self.proc = await asyncio.create_subprocess_exec(
                 *command,
                 stdin=asyncio.subprocess.DEVNULL,
@@ -131,18 +141,19 @@ class Worker:
                 stderr=asyncio.subprocess.PIPE,
                 pass_fds=(child.fileno(),),
                 env=env,
-                cwd=str(self.dir),
+                cwd=cwd,
                 start_new_session=True,
             )
         except BaseException:
             parent.close()
+            self._release()
             shutil.rmtree(self.dir, ignore_errors=True)
             raise
         finally:
             child.close()
         self.state = "standby" if standby else "loading"
         if self.watchdog is not None:
-            self.watchdog.watch(self, self.proc.pid, self._over_memory)
+            self.watchdog.watch(self)
         reader, self._writer = await asyncio.open_connection(sock=parent)
         assert self.proc.stdout is not None and self.proc.stderr is not None
         self._tasks = [
@@ -171,7 +182,7 @@ class Worker:
     async def _read_loop(self, reader: asyncio.StreamReader) -> None:
         try:
             while True:
-                message = await read_frame(reader)
+                message = await read_frame(reader, self.max_output)
                 kind = message["t"]
                 if kind == "results":
                     for result in message.get("results", []):
@@ -186,9 +197,27 @@ class Worker:
                 elif kind == "load_error" and not self._ready.done():
                     self._kill_reason = "load_error"
                     self._ready.set_exception(WorkerLoadError(dict(message.get("error") or {})))
+                # A big batch's answer must not stay referenced until the next frame.
+                del message
+                result = future = None
+        except FrameTooLarge as exc:
+            log.warning("%s: the worker sent %s; stopping it", self.spec.label, exc)
+            self._too_large = exc
+            self.kill("output")
         except (asyncio.IncompleteReadError, ConnectionError, FrameError, OSError):
             pass
         await self._on_dead()
+
+    def memory_used(self) -> int | None:
+        """The worker tree's memory: its cgroup's, or the sum over its processes."""
+        if self.jail is not None and self.jail.cgroup is not None:
+            return self.jail.memory_used(self.watchdog.limit_bytes if self.watchdog else 0)
+        return tree_memory(self.proc.pid) if self.proc is not None else None
+
+    def _release(self) -> None:
+        if self.jail is not None and self.sandbox is not None:
+            self.sandbox.release(self.jail)
+            self.jail = None
 
     async def _on_dead(self) -> None:
         assert self.proc is not None
@@ -199,20 +228,33 @@ class Worker:
             self._killpg()
             returncode = await self.proc.wait()
         self._killpg()
+        returncode = self.jail.exit_code(returncode) if self.jail is not None else returncode
         if self.watchdog is not None:
             self.watchdog.forget(self)
+            used = self.memory_used() if self._kill_reason is None else None
+            if used is not None and self.watchdog.limit_bytes and used > self.watchdog.limit_bytes:
+                self._kill_reason, self.memory_seen = "memory", used
+        await asyncio.to_thread(self._release)
         reason: ExitReason = self._kill_reason or "crash"
         error: WorkerError
-        if reason == "memory" and self.watchdog is not None and self.memory_used is not None:
+        if reason == "output" and self._too_large is not None:
+            error = WorkerOutputTooLarge(returncode, self._too_large.size, self._too_large.limit)
+            log.warning("%s: %s", self.spec.label, error)
+        elif reason == "memory" and self.watchdog is not None and self.memory_seen is not None:
             error = WorkerMemoryLimit(
-                returncode, self.memory_used / (1 << 20), self.watchdog.limit_mb
+                returncode, self.memory_seen / (1 << 20), self.watchdog.limit_mb
             )
             log.warning("%s: %s", self.spec.label, error)
-        elif reason in ("crash", "memory"):
+        elif reason in ("crash", "memory", "output"):
             error = WorkerCrashed(returncode)
             log.warning("%s: %s", self.spec.label, error)
         elif reason == "timeout":
             error = WorkerRestarted("the worker was stopped because a request on it timed out")
+        elif reason == "cpu":
+            error = WorkerRestarted(
+                "the worker was stopped: it kept computing with no request in flight "
+                "(--worker-idle-cpu)"
+            )
         else:
             error = WorkerRestarted("the worker was stopped")
         if not self._ready.done():
@@ -306,12 +348,29 @@ class Worker:
             self.kill("timeout")
 
     def _killpg(self) -> None:
+        """Kill the worker's first process; in the sandbox its PID namespace goes with it."""
         if self.proc is not None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
+        if self.jail is not None and self.jail.cgroup is not None:
+            self.jail.cgroup.kill()
 
-    def _over_memory(self, rss: int) -> None:
-        self.memory_used = rss
+    def cpu_seconds(self) -> float | None:
+        return tree_cpu_seconds(self.proc.pid) if self.proc is not None else None
+
+    def idle(self) -> bool:
+        """Ready, nothing in flight, and past the second in which torch's threads spin down."""
+        return self.state == "ready" and not self._pending and time.monotonic() - self.last_used > 1
+
+    @property
+    def label(self) -> str:
+        return self.spec.label
+
+    def over_idle_cpu(self, used: float) -> None:
+        self.kill("cpu")
+
+    def over_memory(self, rss: int) -> None:
+        self.memory_seen = rss
         self.kill("memory")
 
     def kill(self, reason: ExitReason) -> None:

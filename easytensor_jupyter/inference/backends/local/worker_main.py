@@ -13,6 +13,7 @@ import argparse
 import ctypes
 import os
 import queue
+import resource
 import signal
 import socket
 import sys
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from easytensor_jupyter.inference.runtime.protocol import (
+    MAX_OUTPUT_BYTES,
     FrameError,
     encode_frame,
     recv_frame,
@@ -44,6 +46,10 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--parent-pid", type=int, default=None)
+    parser.add_argument("--max-output", type=int, default=MAX_OUTPUT_BYTES)
+    parser.add_argument("--max-files", type=int, default=None)
+    parser.add_argument("--max-procs", type=int, default=None)
+    parser.add_argument("--cpu-seconds", type=int, default=None)
     parser.add_argument(
         "--standby",
         action="store_true",
@@ -52,9 +58,38 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _limit(which: int, value: int) -> None:
+    _, hard = resource.getrlimit(which)
+    if hard != resource.RLIM_INFINITY and 0 <= hard < value:
+        value = hard
+    resource.setrlimit(which, (value, value if which != resource.RLIMIT_CPU else value + 1))
+
+
+def _confine(args: argparse.Namespace) -> None:
+    """Close whatever was inherited but the socket, and set the rlimits the sandbox asked for.
+
+    Done before any model code runs. ``RLIMIT_NPROC`` counts the processes of this uid (as
+    root, a uid of the worker's own) or of this user namespace (as a normal user), so either
+    way it bounds this worker's tree alone.
+    """
+    os.closerange(3, args.fd)
+    os.closerange(args.fd + 1, 65536)
+    if args.max_files is not None:
+        _limit(resource.RLIMIT_NOFILE, args.max_files)
+        _limit(resource.RLIMIT_CORE, 0)
+    if args.max_procs is not None:
+        _limit(resource.RLIMIT_NPROC, args.max_procs)
+    if args.cpu_seconds is not None:
+        _limit(resource.RLIMIT_CPU, args.cpu_seconds)
+
+
 def _die_with_parent(parent_pid: int | None) -> None:
-    """Ask Linux to kill us with the server, covering a server killed with SIGKILL mid-load."""
-    if sys.platform != "linux":
+    """Ask Linux to kill us with the server, covering a server killed with SIGKILL mid-load.
+
+    Only without the sandbox: inside it bubblewrap's ``--die-with-parent`` does this, and the
+    worker's parent is the PID namespace's init, not the server.
+    """
+    if sys.platform != "linux" or parent_pid is None:
         return
     try:
         libc = ctypes.CDLL(None, use_errno=True)
@@ -96,22 +131,45 @@ def _encodable(outcome: list[Any]) -> list[Any]:
     return outcome
 
 
-def _send_results(sock: socket.socket, results: list[dict[str, Any]]) -> None:
+def _frame(results: list[dict[str, Any]]) -> bytes:
     message = {"t": "results", "results": results}
     try:
-        frame = encode_frame(message)
+        return encode_frame(message)
     except (TypeError, ValueError, OverflowError):
         for result in results:
             result["outcomes"] = [_encodable(o) for o in result["outcomes"]]
-        frame = encode_frame(message)
-    sock.sendall(frame)
+        return encode_frame(message)
+
+
+def _too_large(result: dict[str, Any], size: int, limit: int) -> dict[str, Any]:
+    message = (
+        f"the answer is {size / (1 << 20):.1f} MB, over the server's {limit / (1 << 20):g} MB "
+        "limit (--worker-max-output-mb); return less, or ask the operator to raise it"
+    )
+    error = [False, _error("output_too_large", message)]
+    return {"id": result["id"], "outcomes": [error for _ in result["outcomes"]]}
+
+
+def _send_results(sock: socket.socket, results: list[dict[str, Any]], limit: int) -> None:
+    """One frame, or one per request when together they pass ``limit``; an answer over it
+    alone becomes an ``output_too_large`` error, so the server never has to refuse a frame."""
+    frame = _frame(results)
+    if len(frame) <= limit:
+        sock.sendall(frame)
+        return
+    for result in results:
+        frame = _frame([result]) if len(results) > 1 else frame
+        if len(frame) > limit:
+            frame = _frame([_too_large(result, len(frame), limit)])
+        sock.sendall(frame)
 
 
 class _Server:
     """Takes requests off the inbox and runs them, together when the model can batch."""
 
-    def __init__(self, sock: socket.socket, model: Any, batching: Any) -> None:
+    def __init__(self, sock: socket.socket, model: Any, batching: Any, max_output: int) -> None:
         self.sock = sock
+        self.max_output = max_output
         self.model = model
         self.can_batch = model.batch_fn is not None
         self.max_items = batching.max_batch_size if batching is not None else _UNBATCHED_CAP
@@ -159,7 +217,7 @@ class _Server:
             if first is None:
                 return
             if not self.can_batch:
-                _send_results(self.sock, self._run_queued(first))
+                _send_results(self.sock, self._run_queued(first), self.max_output)
                 continue
             batch = self._gather(first)
             instances = [x for request in batch for x in request["instances"]]
@@ -170,7 +228,7 @@ class _Server:
                 n = len(request["instances"])
                 results.append({"id": request["id"], "outcomes": outcomes[at : at + n]})
                 at += n
-            _send_results(self.sock, results)
+            _send_results(self.sock, results, self.max_output)
 
     def _run_queued(self, first: dict[str, Any]) -> list[dict[str, Any]]:
         """Run ``first`` and whatever already waits behind it, one request at a time, and
@@ -196,6 +254,7 @@ class _Server:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(argv)
+    _confine(args)
     _die_with_parent(args.parent_pid)
     sock = socket.socket(fileno=args.fd)
     directory = Path(args.dir)
@@ -220,7 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         send_frame(sock, {"t": "load_error", "error": error})
         return 0
     send_frame(sock, {"t": "ready", "pid": os.getpid(), "batch": model.batch_fn is not None})
-    _Server(sock, model, manifest.batching).serve()
+    _Server(sock, model, manifest.batching, args.max_output).serve()
     return 0
 
 
