@@ -1,6 +1,7 @@
 """The model bundle: the one contract between client and server.
 
-A bundle is ``manifest.json`` plus up to three files with fixed names. On the wire it is a
+A bundle is ``manifest.json`` plus a few files with fixed names (model, weights, constants,
+state, shipped local modules). On the wire it is a
 tar stream whose first member is the manifest; a file whose hash the server already has may be
 left out. Fixed names make path traversal and symlinks impossible to express rather than
 something to filter, and hashing while streaming means neither side holds a whole file.
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import IO, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from easytensor_jupyter.tarstream import TarStreamError, TarStreamReader
 
 __all__ = [
     "CONSTANTS_FILE",
@@ -243,23 +246,20 @@ def read_bundle_stream(
 
     Raises BundleError and leaves nothing committed for a file that fails its check. Files
     committed before a later failure are plain content-addressed blobs that no version refers to.
+    Every tar header and name is bounded (``tarstream``), so no header costs more than 64 KiB.
     """
     limits = limits or Limits()
-    try:
-        tar = tarfile.open(fileobj=stream, mode="r|", bufsize=CHUNK)  # noqa: SIM115 - closed below
-    except tarfile.TarError as exc:
-        raise BundleError(f"the upload is not a tar bundle ({exc})") from None
+    tar = TarStreamReader(stream)
     manifest: Manifest | None = None
     received: list[str] = []
     total = 0
     try:
-        for member in tar:
-            if not member.isreg():
-                kind = "symlink" if member.issym() or member.islnk() else "non-file entry"
-                raise BundleError(
-                    f"bundle member {member.name!r} is a {kind}; only plain files are allowed"
-                )
+        while (member := tar.next()) is not None:
             name = member.name
+            if not member.isreg():
+                raise BundleError(
+                    f"bundle member {name!r} is a {member.describe()}; only plain files are allowed"
+                )
             if manifest is None:
                 if name != MANIFEST_NAME:
                     raise BundleError(
@@ -267,9 +267,7 @@ def read_bundle_stream(
                     )
                 if member.size > limits.max_manifest_bytes:
                     raise BundleError("manifest.json is too large", "too_large", 413)
-                fh = tar.extractfile(member)
-                assert fh is not None
-                manifest = Manifest.parse_bytes(fh.read())
+                manifest = Manifest.parse_bytes(tar.read_all())
                 continue
             if name not in manifest.files:
                 raise BundleError(
@@ -286,14 +284,10 @@ def read_bundle_stream(
                 )
             if member.size > limits.max_file_bytes:
                 raise BundleError(f"{name} is larger than the limit", "too_large", 413)
-            fh = tar.extractfile(member)
-            assert fh is not None
-            total += _copy_checked(fh, name, entry, sink)
+            total += _copy_checked(tar, name, entry, sink)
             received.append(name)
-    except (tarfile.TarError, EOFError) as exc:
-        raise BundleError(f"the bundle is truncated or corrupt ({exc})") from None
-    finally:
-        tar.close()
+    except TarStreamError as exc:
+        raise BundleError(str(exc)) from None
     if manifest is None:
         raise BundleError("the bundle is empty: it has no manifest.json")
     reused = [n for n in manifest.files if n not in received]
@@ -307,7 +301,7 @@ def read_bundle_stream(
     return ReceivedBundle(manifest=manifest, received=received, reused=reused, bytes_received=total)
 
 
-def _copy_checked(fh: IO[bytes], name: str, entry: FileEntry, sink: BlobSink) -> int:
+def _copy_checked(fh: TarStreamReader, name: str, entry: FileEntry, sink: BlobSink) -> int:
     digest = hashlib.sha256()
     writer = sink.writer()
     size = 0

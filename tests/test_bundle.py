@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import tarfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from easytensor_jupyter.bundle import (
     FileEntry,
     Limits,
     Manifest,
+    ReceivedBundle,
     read_bundle_stream,
     read_manifest_dir,
 )
@@ -193,3 +195,97 @@ def test_read_manifest_dir(bundle_factory: Callable[..., Bundle]) -> None:
     with pytest.raises(BundleError, match="missing"):
         read_manifest_dir(bundle.directory)
     assert hashlib.sha256(b"").hexdigest()
+
+
+class CountingStream(io.RawIOBase):
+    """A stream that says how many bytes the reader took from it."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__()
+        self.data = io.BytesIO(data)
+        self.taken = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        chunk = self.data.read(size)
+        self.taken += len(chunk)
+        return chunk
+
+
+def _header(name: str, kind: bytes, size: int) -> bytes:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.size = size
+    return info.tobuf(format=tarfile.USTAR_FORMAT)
+
+
+def _pax_record(key: str, value: str) -> bytes:
+    body = f" {key}={value}\n".encode()
+    length = len(body) + len(str(len(body)))
+    length = len(body) + len(str(length))
+    return str(length).encode() + body
+
+
+def _member(header: bytes, data: bytes) -> bytes:
+    return header + data + b"\0" * (-len(data) % 512)
+
+
+@pytest.mark.parametrize(
+    ("kind", "words"),
+    [(tarfile.XHDTYPE, "PAX"), (tarfile.XGLTYPE, "PAX global"), (tarfile.GNUTYPE_LONGNAME, "GNU")],
+)
+def test_a_huge_extended_header_is_refused_unread(tmp_path: Path, kind: bytes, words: str) -> None:
+    size = 150 << 20
+    stream = CountingStream(_header("././@LongLink", kind, size) + b"x" * (1 << 20))
+    with pytest.raises(BundleError) as info:
+        read_bundle_stream(stream, DirSink(tmp_path / "sink"))  # type: ignore[arg-type]
+    assert info.value.code == "bad_bundle" and info.value.status == 400
+    assert words in str(info.value) and "65536" in str(info.value)
+    assert stream.taken == 512
+
+
+def test_long_names_and_header_chains_are_refused(tmp_path: Path) -> None:
+    long_path = _pax_record("path", "m" * 300)
+    cases = [
+        (_member(_header("pax", tarfile.XHDTYPE, len(long_path)), long_path), "over 256 bytes"),
+        (_member(_header("L", tarfile.GNUTYPE_LONGNAME, 300), b"n" * 300), "over 256 bytes"),
+        (
+            b"".join(_member(_header("g", tarfile.XGLTYPE, 5), b"xxxxx") for _ in range(9)),
+            "more than 8 extended",
+        ),
+        (_member(_header("pax", tarfile.XHDTYPE, 9), b"99 path=x"), "malformed"),
+    ]
+    for data, words in cases:
+        with pytest.raises(BundleError, match=words) as info:
+            _read(data + _header("model.py", tarfile.REGTYPE, 0) + b"\0" * 1024, DirSink(tmp_path))
+        assert info.value.code == "bad_bundle"
+
+
+def test_pax_and_gnu_names_still_read(
+    bundle_factory: Callable[..., Bundle], tmp_path: Path
+) -> None:
+    """A bundle written by another tar tool: names from a PAX path record and a GNU long name,
+    and a PAX size that overrides the header's."""
+    bundle = bundle_factory(name="other tools")
+    manifest = (bundle.directory / "manifest.json").read_bytes()
+    parts = []
+    for name, data in [
+        ("manifest.json", manifest),
+        *((n, p.read_bytes()) for n, p in bundle.files.items()),
+    ]:
+        if name == "model.py":
+            parts.append(
+                _member(
+                    _header("././@LongLink", tarfile.GNUTYPE_LONGNAME, len(name)), name.encode()
+                )
+            )
+            parts.append(_member(_header("ignored", tarfile.REGTYPE, len(data)), data))
+        else:
+            records = _pax_record("path", name) + _pax_record("size", str(len(data)))
+            parts.append(_member(_header("PaxHeader", tarfile.XHDTYPE, len(records)), records))
+            parts.append(_member(_header("ignored", tarfile.REGTYPE, 0), data))
+    received = _read(b"".join(parts) + b"\0" * 1024, DirSink(tmp_path / "sink"))
+    assert isinstance(received, ReceivedBundle)
+    assert sorted(received.received) == ["model.py", "weights.safetensors"]

@@ -143,7 +143,7 @@ def test_tokens_create_list_use_revoke(server: RunningServer, tiny_model: dict[s
 
     listed = requests.get(tokens_url, headers=server.admin).json()["tokens"]
     assert len(listed) == 2
-    assert all(set(t) == {"id", "created_at", "revoked", "last_used_at"} for t in listed)
+    assert all(set(t) == {"id", "created_at", "revoked", "last_used_at", "label"} for t in listed)
     mine = next(t for t in listed if t["id"] == token_id)
     assert not mine["revoked"] and mine["last_used_at"]
     assert token not in str(listed)
@@ -195,9 +195,10 @@ def test_bad_request_bodies(server: RunningServer, tiny_model: dict[str, Any]) -
     _error(requests.post(url, data=b'{"instances": [', headers=json_headers), 400, "bad_json")
     for body in [{}, {"instances": "x"}, {"instances": []}, [1, 2]]:
         _error(requests.post(url, json=body, headers=server.admin), 422, "invalid_instances")
-    for depth in (600, 1000):
+    for depth in (63, 600, 2000):
         deep = b'{"instances": [' + b"[" * depth + b"1" + b"]" * depth + b"]}"
-        _error(requests.post(url, data=deep, headers=json_headers), 422, "invalid_instances")
+        error = _error(requests.post(url, data=deep, headers=json_headers), 422, "too_deep")
+        assert "--max-json-depth" in error["message"]
     bad_b64 = {"instances": [{"b64": "!!!"}]}
     _error(requests.post(url, json=bad_b64, headers=server.admin), 422, "invalid_instances")
     xml = {**server.admin, "Content-Type": "application/xml"}

@@ -102,12 +102,12 @@ def error_response(
 
 
 _DESCRIPTIONS = {
-    400: "Malformed request",
+    400: "Malformed request, or a Host that is not this server's (host_not_allowed)",
     401: "Missing or invalid credentials",
     403: "Credentials of the wrong kind or for another model",
     404: "No such model, version or token",
     409: "Conflicts with the current state",
-    413: "Body over the size limit",
+    413: "Body over a limit: its size, decoded size, values, instances or the in-flight budget",
     415: "Unsupported content type",
     422: "Invalid input, model error or load error",
     502: "The model's worker crashed",

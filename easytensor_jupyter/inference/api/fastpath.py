@@ -5,8 +5,8 @@ chain, router, dependency solving, parameter validation) costing more server CPU
 prediction itself for a small model. This outermost ASGI middleware answers
 ``POST /v1/models/{id}/predict`` and ``POST /query/`` directly, with the same pieces the routes
 use: the size limit and its 413 answer from ``upload``, ``Authenticator`` for credentials, and
-``api.predict.predict_answer`` for the work and every error shape. It reads the body itself
-and writes the answer as two ASGI messages, skipping Starlette's Request/Response objects,
+``api.predict.predict_answer`` for the work, the body's memory budget and every error shape.
+It reads the body itself and writes the answer as two ASGI messages, skipping Starlette's Request/Response objects,
 which showed up in the profile too. Anything it is not sure
 about (a query string other than ``version=N``, a browser ``Origin`` header, which CORS must see,
 an over-long model id) goes the ordinary way, so FastAPI keeps producing those answers.
@@ -20,6 +20,7 @@ import orjson
 from starlette.requests import ClientDisconnect, Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from easytensor_jupyter.inference.api.bodies import BodyLease, PredictBodies
 from easytensor_jupyter.inference.api.errors import APIError, error_response
 from easytensor_jupyter.inference.api.predict import predict_answer
 from easytensor_jupyter.inference.api.schemas import MAX_VERSION
@@ -54,10 +55,11 @@ def _version(query: bytes) -> int | bool | None:
 class PredictFastPath:
     """Answer prediction requests without FastAPI; pass everything else on unchanged."""
 
-    def __init__(self, app: ASGIApp, state: AppState, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, state: AppState, bodies: PredictBodies) -> None:
         self.app = app
         self.state = state
-        self.max_body_bytes = max_body_bytes
+        self.bodies = bodies
+        self.max_body_bytes = bodies.max_body_bytes
 
     def _route(self, scope: Scope) -> tuple[str, int | None, bytes | None, str] | None:
         """(model id or "" for /query/, version, Content-Length, Content-Type) when this
@@ -107,8 +109,13 @@ class PredictFastPath:
                 label, "POST", _STATUS_LABELS.get(status, "500")
             ).inc()
 
-    async def _read_body(self, receive: Receive) -> bytes:
-        """The whole body, refused with 413 as soon as it passes the limit."""
+    async def _read_body(self, receive: Receive, lease: BodyLease, declared: int | None) -> bytes:
+        """The whole body, refused with 413 as soon as it passes the limit.
+
+        A declared length is taken from the budget at once; a chunked body chunk by chunk.
+        """
+        if declared:
+            await lease.take_raw(declared)
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -120,6 +127,8 @@ class PredictFastPath:
                 size += len(chunk)
                 if size > self.max_body_bytes:
                     raise _too_large(self.max_body_bytes)
+                if declared is None or size > declared:
+                    await lease.take_raw(len(chunk))
                 chunks.append(chunk)
             if not message.get("more_body", False):
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
@@ -134,6 +143,7 @@ class PredictFastPath:
         content_type: str,
     ) -> tuple[int, bytes | None, list[tuple[bytes, bytes]]]:
         state = self.state
+        declared: int | None = None
         try:
             if length is not None:
                 try:
@@ -142,6 +152,7 @@ class PredictFastPath:
                     raise APIError(400, "bad_request", "Content-Length is not a number") from None
                 if declared > self.max_body_bytes:
                     raise _too_large(self.max_body_bytes)
+                declared = max(declared, 0)
             principal = state.auth.authenticate(Request(scope))
             if model_id == "":
                 if principal.model_id is None:
@@ -155,7 +166,12 @@ class PredictFastPath:
             elif not principal.may_query(model_id):
                 raise APIError(403, "wrong_model", "this query token belongs to another model")
             answer = await predict_answer(
-                state, model_id, version, content_type, lambda: self._read_body(receive)
+                state,
+                self.bodies,
+                model_id,
+                version,
+                content_type,
+                lambda lease: self._read_body(receive, lease, declared),
             )
             payload = orjson.dumps(answer, option=orjson.OPT_NON_STR_KEYS)
             return 200, payload, [(b"content-length", str(len(payload)).encode()), _JSON]

@@ -15,6 +15,13 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from starlette.responses import Response
 
 from easytensor_jupyter.inference.api.auth import Principal
+from easytensor_jupyter.inference.api.bodies import (
+    BodyLease,
+    DecodeLimits,
+    PredictBodies,
+    Scan,
+    scan_json,
+)
 from easytensor_jupyter.inference.api.errors import APIError, OrjsonResponse, error_responses
 from easytensor_jupyter.inference.api.schemas import MAX_VERSION, PredictIn, PredictOut
 from easytensor_jupyter.inference.backends.errors import (
@@ -24,13 +31,14 @@ from easytensor_jupyter.inference.backends.errors import (
     WorkerInputError,
     WorkerLoadError,
     WorkerMemoryLimit,
+    WorkerOutputTooLarge,
     WorkerRestarted,
     WorkerTimeout,
 )
 from easytensor_jupyter.inference.state import AppState, get_state, require_caller
-from easytensor_jupyter.instances import InstanceError, decode_instance
+from easytensor_jupyter.instances import InstanceError, NestingError, decode_instances
 
-__all__ = ["parse_body", "predict_answer", "predict_response", "router"]
+__all__ = ["decode_body", "predict_answer", "predict_response", "read_request", "router"]
 
 router = APIRouter(tags=["predict"])
 
@@ -61,34 +69,38 @@ def _charset(content_type: str) -> str:
     return "utf-8"
 
 
-async def parse_instances(request: Request) -> list[Any]:
-    """JSON ``{"instances": [...]}``, or a raw body that is one text or bytes instance."""
-    content_type = request.headers.get("content-type", "application/json")
-    return parse_body(content_type, await request.body())
+def _mime(content_type: str) -> str:
+    return content_type.split(";", 1)[0].strip().lower()
 
 
-def parse_body(content_type: str, body: bytes) -> list[Any]:
-    """``parse_instances`` on a body already read (the fast path reads it itself)."""
-    mime = content_type.split(";", 1)[0].strip().lower()
-    if mime in ("application/json", "") or mime.endswith("+json"):
-        try:
-            payload = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise APIError(400, "bad_json", f"the request body is not valid JSON: {exc}") from None
-        if not isinstance(payload, dict) or "instances" not in payload:
-            raise _invalid('the body must be a JSON object with an "instances" list')
-        instances = payload["instances"]
-        if not isinstance(instances, list):
-            raise _invalid('"instances" must be a list')
-        if not instances:
-            raise _invalid('"instances" is empty; send at least one input')
-        try:
-            return [decode_instance(x, f"instances[{i}]") for i, x in enumerate(instances)]
-        except InstanceError as exc:
-            raise _invalid(str(exc)) from None
-        except RecursionError:
-            raise _invalid("the instances are nested too deeply") from None
+def _is_json(mime: str) -> bool:
+    return mime in ("application/json", "") or mime.endswith("+json")
+
+
+async def read_request(request: Request, lease: BodyLease) -> bytes:
+    """The body of a request that came the FastAPI way, counted against the budget."""
+    chunks: list[bytes] = []
+    async for chunk in request.stream():
+        if chunk:
+            await lease.take_raw(len(chunk))
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def decode_body(
+    content_type: str, body: bytes, limits: DecodeLimits, lease: BodyLease
+) -> list[Any]:
+    """JSON ``{"instances": [...]}``, or a raw body that is one text or bytes instance.
+
+    The decoded size is estimated and taken from the budget before anything is decoded.
+    """
+    mime = _mime(content_type)
+    if _is_json(mime):
+        scan = scan_json(body, limits)
+        await lease.take(scan.decoded_bytes)
+        return _json_instances(body, limits, scan)
     if mime == "text/plain":
+        await lease.take(len(body) if body.isascii() else 4 * len(body))
         try:
             return [body.decode(_charset(content_type))]
         except (UnicodeDecodeError, LookupError):
@@ -103,11 +115,58 @@ def parse_body(content_type: str, body: bytes) -> list[Any]:
     )
 
 
+def _json_instances(body: bytes, limits: DecodeLimits, scan: Scan) -> list[Any]:
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        if str(exc).startswith("depth limit"):
+            raise _too_deep(limits) from None
+        raise APIError(400, "bad_json", f"the request body is not valid JSON: {exc}") from None
+    if not isinstance(payload, dict) or "instances" not in payload:
+        raise _invalid('the body must be a JSON object with an "instances" list')
+    instances = payload["instances"]
+    if not isinstance(instances, list):
+        raise _invalid('"instances" must be a list')
+    if not instances:
+        raise _invalid('"instances" is empty; send at least one input')
+    if len(instances) > limits.max_instances:
+        raise APIError(
+            413,
+            "too_many_instances",
+            f"the body has {len(instances):,} instances, over the limit of "
+            f"{limits.max_instances:,} per request (--max-instances); split it into "
+            "several requests",
+            {"limit": "max_instances", "instances": len(instances)},
+        )
+    # No "b64" object can hide in a body without the text b64 (or a \u escape), and nesting
+    # cannot pass the limit with fewer containers than levels.
+    if scan.containers > limits.max_depth or b"b64" in body or b"\\u" in body:
+        try:
+            decode_instances(instances, limits.max_depth, depth=2)
+        except NestingError as exc:
+            raise _too_deep(limits, str(exc)) from None
+        except InstanceError as exc:
+            raise _invalid(str(exc)) from None
+    return instances
+
+
+def _too_deep(limits: DecodeLimits, where: str = "") -> APIError:
+    message = where or f"the body is nested deeper than {limits.max_depth} levels"
+    return APIError(
+        422,
+        "too_deep",
+        f"{message} (--max-json-depth); flatten the input",
+        {"limit": "max_json_depth", "max_depth": limits.max_depth},
+    )
+
+
 def _worker_error(exc: WorkerError) -> APIError:
     if isinstance(exc, WorkerTimeout):
         return APIError(504, "timeout", f"{exc}; the worker was restarted")
     if isinstance(exc, WorkerMemoryLimit):
         return APIError(502, "worker_memory_limit", str(exc), exc.detail())
+    if isinstance(exc, WorkerOutputTooLarge):
+        return APIError(502, "worker_output_too_large", str(exc), exc.detail())
     if isinstance(exc, WorkerCrashed):
         return APIError(502, "worker_crashed", str(exc), exc.detail())
     if isinstance(exc, WorkerLoadError):
@@ -126,38 +185,47 @@ async def predict_response(
 ) -> Response:
     """Run a prediction and build its answer."""
     content_type = request.headers.get("content-type", "application/json")
-    return OrjsonResponse(
-        await predict_answer(state, model_id, version, content_type, request.body)
+    bodies: PredictBodies = request.app.state.bodies
+    answer = await predict_answer(
+        state, bodies, model_id, version, content_type, lambda lease: read_request(request, lease)
     )
+    return OrjsonResponse(answer)
 
 
 async def predict_answer(
     state: AppState,
+    bodies: PredictBodies,
     model_id: str,
     version: int | None,
     content_type: str,
-    read_body: Callable[[], Awaitable[bytes]],
+    read_body: Callable[[BodyLease], Awaitable[bytes]],
 ) -> dict[str, Any]:
     """The answer's JSON object, or an APIError; shared by the routes and ``fastpath``.
 
     The version is resolved before the body is read, so a query for an unknown model is
-    refused without receiving its body.
+    refused without receiving its body. The body's memory, raw and decoded, is held against
+    the server's budget until the answer is built.
     """
     started = time.perf_counter()
     record = state.store.resolve_version(model_id, version)
     stats = state.stats_for(model_id)
     outcome = "ok"
     try:
-        instances = parse_body(content_type, await read_body())
-        try:
-            results = await state.pool.predict(
-                (model_id, record.version),
-                lambda: state.spec(model_id, record.version, record.manifest),
-                instances,
+        with bodies.lease() as lease:
+            instances = await decode_body(
+                content_type, await read_body(lease), bodies.limits, lease
             )
-        except WorkerError as exc:
-            raise _worker_error(exc) from None
-        if len(results) != len(instances):
+            try:
+                results = await state.pool.predict(
+                    (model_id, record.version),
+                    lambda: state.spec(model_id, record.version, record.manifest),
+                    instances,
+                )
+            except WorkerError as exc:
+                raise _worker_error(exc) from None
+            count = len(instances)
+            del instances
+        if len(results) != count:
             raise APIError(502, "worker_error", "the worker answered the wrong number of results")
         predictions = []
         for index, (ok, value) in enumerate(results):

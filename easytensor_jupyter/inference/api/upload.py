@@ -21,13 +21,17 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from easytensor_jupyter.bundle import BundleError, Limits, ReceivedBundle, read_bundle_stream
+from easytensor_jupyter.inference.api.bodies import BodyBudget, BodyLease
 from easytensor_jupyter.inference.api.errors import APIError, error_response
 from easytensor_jupyter.inference.store import Store
 from easytensor_jupyter.inference.store.blobs import PinningSink, StoreFull, is_disk_full
 
-__all__ = ["BodyBridge", "BodyLimitMiddleware", "receive_bundle"]
+__all__ = ["SMALL_BODY_BYTES", "BodyBridge", "BodyLimitMiddleware", "receive_bundle"]
 
 _HIGH_WATER = 8 << 20
+SMALL_BODY_BYTES = 1 << 20
+# JSON decodes to at most about this many times its size (a body of empty lists).
+_WORST_JSON_RATIO = 64
 _MAX_READERS = 8
 _executor: ThreadPoolExecutor | None = None
 
@@ -41,14 +45,19 @@ def _readers() -> ThreadPoolExecutor:
     return _executor
 
 
-def _too_large(limit: int, flag: str = "--max-body-mb") -> APIError:
+def _too_large(limit: int, flag: str | None = "--max-body-mb") -> APIError:
+    where = f"({flag})" if flag else "for this route"
     return APIError(
         413,
         "too_large",
-        f"the request body is over the {limit / (1 << 20):g} MB limit ({flag})",
+        f"the request body is over the {limit / (1 << 20):g} MB limit {where}",
         {"limit_bytes": limit},
         headers={"Connection": "close"},
     )
+
+
+def _is_predict(path: str) -> bool:
+    return path == "/query/" or (path.startswith("/v1/models/") and path.endswith("/predict"))
 
 
 def _store_full(exc: OSError) -> APIError:
@@ -59,25 +68,38 @@ class BodyLimitMiddleware:
     """Refuse a too-large Content-Length before reading a byte; count a chunked body as it comes.
 
     Bundle uploads (admin only) have their own, much larger limit: a model's weights are routinely
-    bigger than any query body should be.
+    bigger than any query body should be. Other routes take small JSON bodies, which FastAPI
+    decodes before it checks credentials, so they get a small fixed limit and take their worst
+    decoded size from the shared budget. Predictions take theirs in ``api.predict``.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int, upload_max_bytes: int | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        upload_max_bytes: int | None = None,
+        budget: BodyBudget | None = None,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.upload_max_bytes = upload_max_bytes
+        self.budget = budget
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit, flag = self.max_bytes, "--max-body-mb"
-        if (
-            self.upload_max_bytes is not None
-            and scope["method"] == "POST"
-            and scope["path"] == "/v1/models"
-        ):
+        path: str = scope["path"]
+        limit: int
+        flag: str | None
+        lease = None
+        if self.upload_max_bytes is not None and scope["method"] == "POST" and path == "/v1/models":
             limit, flag = self.upload_max_bytes, "--max-upload-mb"
+        elif _is_predict(path):
+            limit, flag = self.max_bytes, "--max-body-mb"
+        else:
+            limit, flag = min(self.max_bytes, SMALL_BODY_BYTES), None
+            lease = BodyLease(self.budget) if self.budget is not None else None
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None:
             try:
@@ -99,12 +121,19 @@ class BodyLimitMiddleware:
             nonlocal received
             message = await receive()
             if message["type"] == "http.request":
-                received += len(message.get("body", b""))
+                size = len(message.get("body", b""))
+                received += size
                 if received > limit:
                     raise _too_large(limit, flag)
+                if lease is not None:
+                    await lease.take(size * _WORST_JSON_RATIO)
             return message
 
-        await self.app(scope, counting_receive, send)
+        try:
+            await self.app(scope, counting_receive, send)
+        finally:
+            if lease is not None:
+                lease.release()
 
 
 class _Aborted(OSError):
