@@ -1,7 +1,6 @@
 """HTTP client for the inference server's v1 API, over ``requests``.
 
-Every server error arrives as ``EasyTensorError`` carrying the server's code and message, so the
-magics, widgets and CLI can show the same plain text the server wrote.
+Failures arrive as ``EasyTensorError`` (``errors.py``) with the server's own code and message.
 """
 
 from __future__ import annotations
@@ -14,42 +13,20 @@ from typing import Any
 
 import requests
 
-from easytensor_jupyter import config
+from easytensor_jupyter import config, servers
 from easytensor_jupyter.bundle import (
     MANIFEST_NAME,
     Manifest,
     bundle_stream_size,
     iter_bundle_stream,
 )
+from easytensor_jupyter.errors import EasyTensorError, error_from, retry_after
 from easytensor_jupyter.instances import encode_instance
 
-__all__ = ["Client", "EasyTensorError", "Prediction", "UploadResult"]
+__all__ = ["NO_SERVER", "Client", "EasyTensorError", "Prediction", "UploadResult", "resolve_server"]
 
 RETRY_STATUSES = frozenset({502, 503})
 ProgressFactory = Callable[[int, str], Any]
-
-
-class EasyTensorError(Exception):
-    """A failed call: ``status`` is the HTTP status (0 when the server could not be reached)."""
-
-    def __init__(
-        self, message: str, *, status: int = 0, code: str = "error", detail: Any = None
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.detail = detail
-
-    def __str__(self) -> str:
-        base = super().__str__()
-        return f"{base} (HTTP {self.status}, {self.code})" if self.status else base
-
-    @property
-    def traceback_tail(self) -> str | None:
-        if isinstance(self.detail, Mapping):
-            tail = self.detail.get("traceback")
-            return str(tail) if tail else None
-        return None
 
 
 @dataclass(frozen=True)
@@ -61,6 +38,8 @@ class UploadResult:
     unchanged: bool = False
     received: list[str] = field(default_factory=list)
     reused: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    environment: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -88,8 +67,33 @@ class _SizedStream:
             yield chunk
 
 
+NO_SERVER = (
+    "No EasyTensor server is running on this machine and none is configured. Start one with "
+    "`easytensor serve` (or easytensor_jupyter.embedded.ensure_server()), or point at one with "
+    "url=... or EASYTENSOR_URL."
+)
+
+
+def resolve_server(
+    url: str | None = None,
+    *,
+    choose: servers.Chooser | None = None,
+    advice: str = "Choose one with url=... or EASYTENSOR_URL.",
+) -> servers.Resolved | None:
+    """Which server to use; several running here and no ``choose`` is an ``EasyTensorError``."""
+    try:
+        return servers.resolve(url, choose=choose, advice=advice)
+    except servers.SeveralServers as exc:
+        urls = [r.url for r in exc.records]
+        raise EasyTensorError(str(exc), code="several_servers", detail={"servers": urls}) from None
+
+
 class Client:
-    """One server, one admin key (optional for query-only use), one connection pool."""
+    """One server, one admin key (optional for query-only use), one connection pool.
+
+    With no ``url`` and no ``EASYTENSOR_URL``, the one server running on this machine is used;
+    ``server`` then holds its record (who started it, when), so callers can say which it is.
+    """
 
     def __init__(
         self,
@@ -100,13 +104,12 @@ class Client:
         retries: int = 3,
         backoff: float = 0.25,
     ) -> None:
-        resolved = config.resolve_url(url)
+        resolved = resolve_server(url)
         if resolved is None:
-            raise EasyTensorError(
-                "No EasyTensor server is configured: set EASYTENSOR_URL, pass url=..., "
-                "or call easytensor_jupyter.embedded.ensure_server() to start one on this machine."
-            )
-        self.url = resolved
+            raise EasyTensorError(NO_SERVER, code="no_server")
+        self.url = resolved.url
+        self.source = resolved.source
+        self.server = resolved.record
         self.api_key = config.resolve_api_key(api_key)
         self.timeout = timeout
         self.retries = retries
@@ -115,20 +118,45 @@ class Client:
 
     @classmethod
     def connect(
-        cls, url: str | None = None, api_key: str | None = None, *, autostart: bool = True
+        cls,
+        url: str | None = None,
+        api_key: str | None = None,
+        *,
+        autostart: bool = True,
+        announce: Callable[[str], None] | None = None,
     ) -> Client:
-        """Use the configured server, or start (or join) the embedded one when none is configured."""
-        if config.resolve_url(url) is None and autostart:
+        """Use the configured server, else the one running here, else start the embedded one.
+
+        ``announce`` hears which server was picked when nobody named one.
+        """
+        resolved = resolve_server(url)
+        if resolved is None and autostart:
             from easytensor_jupyter.embedded import ensure_server
 
-            url = ensure_server().url
-        return cls(url, api_key)
+            info = ensure_server()
+            client = cls(info.url, api_key)
+            if announce is not None:
+                announce(f"Started the embedded EasyTensor server at {info.url}")
+            return client
+        client = cls(resolved.url if resolved else None, api_key)
+        if resolved is not None:
+            client.source, client.server = resolved.source, resolved.record
+        if client.server is not None and announce is not None:
+            announce(f"Using the EasyTensor server at {client.server.describe()}")
+        return client
 
     def __repr__(self) -> str:
         return f"Client(url={self.url!r})"
 
     def close(self) -> None:
         self.session.close()
+
+    def _where(self) -> str:
+        if self.source == "environment":
+            return " (from EASYTENSOR_URL)"
+        if self.server is not None:
+            return f" (recorded by {self.server.owner}, pid {self.server.pid})"
+        return ""
 
     def endpoint(self, model_id: str) -> str:
         return f"{self.url}/v1/models/{model_id}/predict"
@@ -173,8 +201,10 @@ class Client:
                     time.sleep(self.backoff * 2**attempt)
                     continue
                 raise EasyTensorError(
-                    f"Cannot reach the EasyTensor server at {self.url}: is it running? "
-                    "(start one with `easytensor serve`, or set EASYTENSOR_URL)"
+                    f"Cannot reach the EasyTensor server at {self.url}{self._where()}: is it "
+                    "running? Start one with `easytensor serve`, or point at another with --url "
+                    "or EASYTENSOR_URL (`easytensor server` lists those running here).",
+                    code="unreachable",
                 ) from exc
             except requests.Timeout as exc:
                 raise EasyTensorError(
@@ -182,10 +212,10 @@ class Client:
                     code="client_timeout",
                 ) from exc
             if response.status_code in RETRY_STATUSES and attempt + 1 < attempts:
-                time.sleep(_retry_after(response, self.backoff * 2**attempt))
+                time.sleep(retry_after(response, self.backoff * 2**attempt))
                 continue
             if response.status_code >= 400:
-                raise _error_from(response)
+                raise error_from(response)
             return response
         raise EasyTensorError(f"{method} {path} failed") from last_exc
 
@@ -239,12 +269,26 @@ class Client:
         min_replicas: int | None = None,
         max_replicas: int | None = None,
         target_ongoing_requests: float | None = None,
+        num_cpus: float | None = None,
+        num_gpus: float | None = None,
+        resources: dict[str, float] | None = None,
     ) -> dict[str, Any]:
-        """A fixed ``replicas`` count, or autoscaling bounds (Ray backend only); returns the model.
+        """A fixed ``replicas`` count, or autoscaling bounds (Ray backend only), and what each
+        replica needs from a node (Ray backend only); returns the model.
 
-        Only the autoscaling values given are sent, so the server's defaults and range checks
-        stay the single source of truth; mixing the two forms fails here, before any request.
+        Only the values given are sent, so the server's defaults and range checks stay the
+        single source of truth, and what is not given keeps its current value (the count, or
+        each need); mixing the two count forms fails here, before any request.
         """
+        needs = {
+            key: value
+            for key, value in (
+                ("num_cpus", num_cpus),
+                ("num_gpus", num_gpus),
+                ("resources", resources),
+            )
+            if value is not None
+        }
         autoscaling = {
             key: value
             for key, value in (
@@ -259,20 +303,25 @@ class Client:
                 "set_scaling takes replicas (a fixed count) or autoscaling arguments, not both: "
                 f"got replicas with {', '.join(autoscaling)}"
             )
-        if replicas is None and not autoscaling:
+        if replicas is None and not autoscaling and not needs:
             raise ValueError(
                 "set_scaling needs replicas=N for a fixed count, or max_replicas=N (with optional "
-                "min_replicas and target_ongoing_requests) for autoscaling"
+                "min_replicas and target_ongoing_requests) for autoscaling, or num_cpus, "
+                "num_gpus or resources for what each replica needs"
             )
-        body: dict[str, Any] = (
-            {"replicas": replicas} if replicas is not None else {"autoscaling": autoscaling}
-        )
+        body: dict[str, Any] = dict(needs)
+        if replicas is not None:
+            body["replicas"] = replicas
+        elif autoscaling:
+            body["autoscaling"] = autoscaling
         model: dict[str, Any] = self._json("PUT", f"/v1/models/{model_id}/scaling", json=body)
         return model
 
     # -- tokens -------------------------------------------------------------------------------
-    def create_token(self, model_id: str) -> dict[str, str]:
-        token: dict[str, str] = self._json("POST", f"/v1/models/{model_id}/tokens")
+    def create_token(self, model_id: str, label: str | None = None) -> dict[str, str]:
+        """A new query token; ``label`` says where it was made (shown when listing tokens)."""
+        body = {"label": label} if label else None
+        token: dict[str, str] = self._json("POST", f"/v1/models/{model_id}/tokens", json=body)
         return token
 
     def list_tokens(self, model_id: str) -> list[dict[str, Any]]:
@@ -379,25 +428,6 @@ class Client:
             unchanged=bool(payload.get("unchanged", False)),
             received=list(payload.get("received", [])),
             reused=list(payload.get("reused", [])),
+            warnings=list(payload.get("warnings", [])),
+            environment=payload.get("environment"),
         )
-
-
-def _retry_after(response: requests.Response, default: float) -> float:
-    try:
-        return min(float(response.headers.get("Retry-After", default)), 10.0)
-    except ValueError:
-        return default
-
-
-def _error_from(response: requests.Response) -> EasyTensorError:
-    try:
-        error = response.json()["error"]
-        return EasyTensorError(
-            str(error.get("message", response.reason)),
-            status=response.status_code,
-            code=str(error.get("code", "error")),
-            detail=error.get("detail"),
-        )
-    except (ValueError, KeyError, TypeError, AttributeError):
-        text = response.text.strip()[:300] or response.reason
-        return EasyTensorError(text, status=response.status_code, code="http_error")

@@ -1,8 +1,8 @@
 """Where things live, and which server and key to use.
 
 Explicit arguments beat environment variables, which beat files under ``EASYTENSOR_HOME``.
-The admin key file and the embedded server's info file are the only way a client on the same
-machine learns how to reach a local server without being told.
+The admin key file, the embedded server's info file and the server records (``servers.py``) are
+how a client on the same machine finds a local server without being told.
 """
 
 from __future__ import annotations
@@ -144,14 +144,15 @@ def pid_alive(pid: int) -> bool:
 
 
 def resolve_url(explicit: str | None = None) -> str | None:
-    """The server URL from the argument, ``EASYTENSOR_URL``, or a running embedded server."""
-    if explicit:
-        return explicit.rstrip("/")
-    env = os.environ.get("EASYTENSOR_URL")
-    if env:
-        return env.rstrip("/")
-    info = read_server_info()
-    return info.url if info else None
+    """The server URL from the argument, ``EASYTENSOR_URL``, or the one server running here.
+
+    Several running servers raise ``servers.SeveralServers``: guessing could send a model to the
+    wrong one.
+    """
+    from easytensor_jupyter import servers
+
+    resolved = servers.resolve(explicit)
+    return resolved.url if resolved else None
 
 
 def resolve_api_key(explicit: str | None = None) -> str | None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import requests
 
-from easytensor_jupyter import config
+from easytensor_jupyter import config, servers
 
 __all__ = ["EmbeddedServerError", "ensure_server", "running_server", "stop_server"]
 
@@ -53,9 +53,17 @@ def _start_lock(base: Path) -> Iterator[None]:
 
 
 def ensure_server(
-    base: Path | None = None, *, owner_pid: int | None = None, timeout: float = START_TIMEOUT_S
+    base: Path | None = None,
+    *,
+    owner_pid: int | None = None,
+    owner: str | None = None,
+    timeout: float = START_TIMEOUT_S,
 ) -> config.ServerInfo:
-    """Return the running embedded server, starting one owned by ``owner_pid`` (default: us)."""
+    """Return the running embedded server, starting one owned by ``owner_pid`` (default: us).
+
+    ``owner`` says who that is (``easytensor server`` shows it); by default a notebook kernel or
+    the program's name.
+    """
     base = base or config.home()
     info = running_server(base)
     if info is not None:
@@ -64,12 +72,13 @@ def ensure_server(
         info = running_server(base)
         if info is not None:
             return info
-        return _start(base, owner_pid or os.getpid(), timeout)
+        return _start(base, owner_pid or os.getpid(), owner or servers.default_owner(), timeout)
 
 
-def _start(base: Path, owner_pid: int, timeout: float) -> config.ServerInfo:
+def _start(base: Path, owner_pid: int, owner: str, timeout: float) -> config.ServerInfo:
     log_path = base / "server.log"
     env = dict(os.environ, EASYTENSOR_HOME=str(base))
+    env[servers.OWNER_ENV] = owner
     command = [
         sys.executable,
         "-m",

@@ -28,5 +28,6 @@ module.exports = {
   testRegex: 'src/__tests__/.*\\.spec\\.ts$',
   testPathIgnorePatterns: ['/lib/', '/node_modules/'],
   collectCoverageFrom: ['src/**/*.ts', '!src/**/*.d.ts', '!src/__tests__/**'],
-  coverageReporters: ['text', 'lcov']
+  // Files only: a coverage table in the test command's output buries the results.
+  coverageReporters: ['lcov', 'json-summary']
 };

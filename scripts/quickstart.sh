@@ -7,9 +7,16 @@ cd "$(dirname "$0")/.."
 bash scripts/setup-venv.sh
 export PATH="$PWD/.venv/bin:$PATH"
 echo "==> Running examples/notebooks/01_quickstart.ipynb (embedded server on this machine)"
-python scripts/run_notebook.py examples/notebooks/01_quickstart.ipynb
+# Named as Jupyter names it, so this run and the notebook opened in JupyterLab share one token.
+JPY_SESSION_NAME="$PWD/examples/notebooks/01_quickstart.ipynb" \
+  python scripts/run_notebook.py examples/notebooks/01_quickstart.ipynb
 if [ "${1:-}" = "--lab" ]; then
-  exec jupyter lab examples/notebooks/01_quickstart.ipynb
+  # Jupyter refuses to run as root unless told; in a container root is the usual user.
+  extra=()
+  if [ "$(id -u)" = "0" ]; then
+    extra+=(--allow-root)
+  fi
+  exec jupyter lab ${extra[@]+"${extra[@]}"} examples/notebooks/01_quickstart.ipynb
 fi
 echo
 echo "Open it in JupyterLab with:  bash scripts/quickstart.sh --lab"

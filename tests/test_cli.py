@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 import torch
 from conftest import RunningServer
 from safetensors.torch import save_model
+from test_cli_servers import run_in_terminal
 
 from easytensor_jupyter.cli import build_parser
 from easytensor_jupyter.cli import main as cli_main
@@ -109,14 +111,78 @@ def test_models_list_show_default_delete(
     assert "* v2" in shown and "  v1" in shown
     rolled = json.loads(run_cli(server, "models", "default", deployed["id"], "1", "--json").stdout)
     assert rolled["default_version"] == 1
-    run_cli(server, "models", "delete", deployed["id"], "--version", "2")
-    run_cli(server, "models", "delete", deployed["id"])
+    run_cli(server, "models", "delete", deployed["id"], "--version", "2", "--yes")
+    run_cli(server, "models", "delete", deployed["id"], "-y")
     gone = run_cli(server, "models", "show", deployed["id"], check=False)
     assert gone.returncode == 1 and "No model" in gone.stderr
 
 
+def test_delete_asks_first(server: RunningServer, tiny_model: dict[str, Any]) -> None:
+    model_id, name = tiny_model["id"], tiny_model["name"]
+    unasked = run_cli(server, "models", "delete", model_id, check=False)
+    assert unasked.returncode == 1
+    assert unasked.stderr.startswith(f"error: Delete {name} ({model_id}) and its 1 version?")
+    assert "add --yes to delete without asking" in unasked.stderr
+    env = {"EASYTENSOR_URL": server.url, "EASYTENSOR_API_KEY": server.admin_key}
+    code, out, shown = run_in_terminal(server.home, ["models", "delete", model_id], "n", **env)
+    assert code == 1 and out.strip() == "Nothing deleted."
+    assert "and its 1 version? Its endpoint stops answering. [y/N]" in shown
+    assert run_cli(server, "models", "show", model_id).returncode == 0
+    code, out, _ = run_in_terminal(server.home, ["models", "delete", model_id], "y", **env)
+    assert code == 0 and out.startswith(f"Deleted {name}")
+    assert run_cli(server, "models", "show", model_id, check=False).returncode == 1
+
+
+def test_a_closed_pipe_ends_quietly(server: RunningServer) -> None:
+    """The reader is gone before the command writes (``| true``), as ``| head`` can be."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EASYTENSOR_")}
+    env.update(EASYTENSOR_URL=server.url, EASYTENSOR_API_KEY=server.admin_key)
+    command = f"{sys.executable} -m easytensor_jupyter.cli models list --json | true"
+    piped = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", command],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert piped.stderr == "", piped.stderr
+    assert piped.returncode == 141
+
+
+def test_deploy_again_reuses_its_token(
+    server: RunningServer, deployed: dict[str, Any], news_model: Any, tmp_path: Path
+) -> None:
+    weights = tmp_path / "again.safetensors"
+    save_model(news_model, str(weights))
+    args = ["deploy", str(QUICKSTART / "model.py"), "--weights", str(weights)]
+    again = json.loads(
+        run_cli(
+            server, *args, "--name", deployed["name"], "--sample-text", "Stocks rally", "--json"
+        ).stdout
+    )
+    assert again["unchanged"] and again["query_token_reused"]
+    assert again["query_token"] == deployed["query_token"]
+    tokens = json.loads(run_cli(server, "tokens", "list", deployed["id"], "--json").stdout)[
+        "tokens"
+    ]
+    assert len(tokens) == 1 and tokens[0]["label"].startswith("CLI: easytensor deploy (")
+    shown = run_cli(server, "tokens", "show", deployed["name"])
+    assert shown.stdout == deployed["query_token"] + "\n"
+    missing = run_cli(server, "tokens", "show", "no-such-model", check=False)
+    assert missing.returncode == 1 and "easytensor tokens create no-such-model" in missing.stderr
+
+
 def test_tokens_create_list_revoke(server: RunningServer, deployed: dict[str, Any]) -> None:
+    labelled = run_cli(server, "tokens", "create", deployed["id"], "--label", "nightly job")
+    assert labelled.stdout.startswith("Token tok_")
+    listing = run_cli(server, "tokens", "list", deployed["id"]).stdout
+    assert "nightly job" in listing and "CLI: easytensor deploy" in listing
+    assert re.search(
+        r"tok_\w+  active   created \d{4}-\d\d-\d\d \d\d:\d\d  last used never", listing
+    )
     created = json.loads(run_cli(server, "tokens", "create", deployed["id"], "--json").stdout)
+    assert created["label"].startswith("CLI: easytensor tokens create (")
     ok = run_cli(server, "query", deployed["id"], "--text", "hello", "--token", created["token"])
     assert ok.stdout.strip()
     tokens = json.loads(run_cli(server, "tokens", "list", deployed["id"], "--json").stdout)[

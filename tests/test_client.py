@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json as jsonlib
+import os
 import socket
 import threading
 import time
@@ -39,10 +40,54 @@ def test_no_server_configured_says_what_to_do(
 ) -> None:
     monkeypatch.setenv("EASYTENSOR_HOME", str(tmp_path))
     monkeypatch.delenv("EASYTENSOR_URL", raising=False)
-    with pytest.raises(
-        EasyTensorError, match="No EasyTensor server is configured: set EASYTENSOR_URL"
-    ):
+    with pytest.raises(EasyTensorError) as err:
         Client()
+    assert err.value.code == "no_server"
+    assert str(err.value).startswith("No EasyTensor server is running on this machine")
+    assert "`easytensor serve`" in str(err.value) and "EASYTENSOR_URL" in str(err.value)
+    with pytest.raises(EasyTensorError, match="No EasyTensor server is running"):
+        Client.connect(autostart=False)
+
+
+def test_the_server_running_here_is_found_and_announced(
+    server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EASYTENSOR_HOME", str(server.home))
+    monkeypatch.delenv("EASYTENSOR_URL", raising=False)
+    monkeypatch.delenv("EASYTENSOR_API_KEY", raising=False)
+    heard: list[str] = []
+    client = Client.connect(announce=heard.append)
+    assert client.url == server.url and client.source == "running"
+    assert client.server is not None and client.server.pid == server.proc.pid
+    assert heard == [f"Using the EasyTensor server at {client.server.describe()}"]
+    assert client.api_key == server.admin_key
+    assert client.health()["status"] == "ok"
+    assert Client().url == server.url
+    monkeypatch.setenv("EASYTENSOR_URL", "http://127.0.0.1:9")
+    heard.clear()
+    assert Client.connect(announce=heard.append).url == "http://127.0.0.1:9" and heard == []
+
+
+def test_several_servers_here_are_an_error_naming_them(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from dataclasses import asdict, replace
+
+    from easytensor_jupyter import servers
+
+    monkeypatch.setenv("EASYTENSOR_HOME", str(tmp_path))
+    monkeypatch.delenv("EASYTENSOR_URL", raising=False)
+    first = servers.register("http://127.0.0.1:1", store="/s")
+    second = replace(first, url="http://127.0.0.1:2", pid=os.getppid(), process_start=None)
+    config.write_private_file(
+        servers.records_dir() / f"{second.pid}.json", jsonlib.dumps(asdict(second))
+    )
+    with pytest.raises(EasyTensorError) as err:
+        Client.connect()
+    assert err.value.code == "several_servers"
+    assert sorted(err.value.detail["servers"]) == ["http://127.0.0.1:1", "http://127.0.0.1:2"]
+    assert str(err.value).endswith("Choose one with url=... or EASYTENSOR_URL.")
+    assert Client("http://127.0.0.1:2").url == "http://127.0.0.1:2"
 
 
 def test_unreachable_server_retries_then_explains() -> None:
@@ -115,6 +160,11 @@ def test_every_route(server: RunningServer, tiny_model: dict[str, Any]) -> None:
     assert [v["version"] for v in client.versions(model_id)] == [1]
     token = client.create_token(model_id)
     assert any(t["id"] == token["id"] for t in client.list_tokens(model_id))
+    labelled = client.create_token(model_id, "notebook a.ipynb, cell 3")
+    assert labelled["label"] == "notebook a.ipynb, cell 3"
+    listed = {t["id"]: t for t in client.list_tokens(model_id)}
+    assert listed[labelled["id"]]["label"] == "notebook a.ipynb, cell 3"
+    assert listed[token["id"]]["label"] is None
     by_token = client.predict(model_id, [[1.0, 2.0, 3.0, 4.0]], token=token["token"])
     by_admin = client.predict(model_id, [[1.0, 2.0, 3.0, 4.0]])
     assert by_token.predictions == by_admin.predictions and by_token.version == 1

@@ -76,10 +76,10 @@ def test_server_info_of_a_dead_process_is_ignored() -> None:
 
 
 def test_resolve_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    from easytensor_jupyter import servers
+
     assert config.resolve_url() is None
-    config.write_server_info(
-        config.ServerInfo(url="http://embedded:1", pid=os.getpid(), store="/s")
-    )
+    servers.register("http://embedded:1", store="/s", embedded=True)
     assert config.resolve_url() == "http://embedded:1"
     monkeypatch.setenv("EASYTENSOR_URL", "http://env:2/")
     assert config.resolve_url() == "http://env:2"

@@ -32,6 +32,7 @@ from browser import (
 from servers import RunningServer
 
 import easytensor
+import easytensor_jupyter
 
 pytestmark = pytest.mark.browser
 
@@ -85,6 +86,34 @@ def _server_model(server: RunningServer, model_id: str) -> dict[str, Any]:
     return body
 
 
+def _server_tokens(server: RunningServer, model_id: str) -> list[dict[str, Any]]:
+    response = requests.get(
+        f"{server.url}/v1/models/{model_id}/tokens", headers=server.admin, timeout=10
+    )
+    assert response.status_code == 200, response.text
+    tokens: list[dict[str, Any]] = response.json()["tokens"]
+    return tokens
+
+
+def _requests(summary: str) -> int:
+    match = re.match(r"(\d+) requests?,", summary)
+    assert match, summary
+    return int(match.group(1))
+
+
+def use_this_build(root: Path) -> dict[str, str]:
+    """Serve the lab extension built from this tree (``jlpm build``), not an older copy that
+    the environment may hold: Jupyter takes the first it finds. Returns the environment that
+    puts the lab's own data folder (where the build is linked) ahead of the environment's."""
+    built = Path(easytensor_jupyter.__file__).resolve().parent / "labextension"
+    if not (built / "package.json").exists():
+        return {}
+    data = root.parent / f"{root.name}-jupyter-state" / "data" / "labextensions"
+    data.mkdir(parents=True, exist_ok=True)
+    (data / "easytensor-jupyter").symlink_to(built, target_is_directory=True)
+    return {"JUPYTER_PREFER_ENV_PATH": "0"}
+
+
 def _open_panel(page: Any) -> Any:
     """Show the side panel by its tab in the left side bar, unless the layout restorer already did."""
     tab = page.locator(f'.jp-SideBar .lm-TabBar-tab[data-id="{PANEL_ID}"]')
@@ -123,6 +152,7 @@ def test_side_panel_lists_queries_and_rolls_back(
         "EASYTENSOR_HOME": str(tmp_path / "lab-home"),
     }
     extra = ["--EasyTensor.autostart=False"]
+    env.update(use_this_build(root))
     with jupyter_lab(root, env=env, extra_args=extra) as lab, chromium_page(height=1200) as page:
         try:
             # The server extension answers before any browser is involved: a clearer failure.
@@ -157,10 +187,27 @@ def test_side_panel_lists_queries_and_rolls_back(
             assert detail.locator(".jp-EasyTensor-mode").input_value() == "text"
             assert detail.locator(".jp-EasyTensor-versionSelect").input_value() == ""
 
+            # At the panel's default width the whole curl command is readable: it wraps.
+            curl = detail.locator(".jp-EasyTensor-curl")
+            assert curl.evaluate("e => e.scrollWidth <= e.clientWidth + 1"), "curl is cut off"
+            assert detail.locator(".jp-EasyTensor-curlBox .jp-EasyTensor-copy").is_visible()
+            # Delete sits at the very end, nowhere near the name.
+            header = detail.locator(".jp-EasyTensor-detailHeader")
+            assert header.locator(".jp-EasyTensor-delete").count() == 0
+            remove = detail.locator(".jp-EasyTensor-dangerZone .jp-EasyTensor-delete")
+            versions_box = detail.locator(".jp-EasyTensor-versionList").bounding_box()
+            remove_box = remove.bounding_box()
+            assert versions_box and remove_box and remove_box["y"] > versions_box["y"]
+
+            summary = detail.locator(".jp-EasyTensor-summary > span:not(.jp-EasyTensor-badge)")
+            before = _requests(summary.inner_text())
             _predict(detail, HEADLINE)
             assert detail.locator(".jp-EasyTensor-error").count() == 0, detail.inner_text()
             answer = detail.locator(".jp-EasyTensor-answer")
             assert answer.inner_text().strip() == v2.predict_single(HEADLINE)
+            # The request count moves without pressing Refresh.
+            counted = re.compile(rf"^{before + 1} requests?,")
+            summary.filter(has_text=counted).wait_for(timeout=UI_MS)
             latency = detail.locator(".jp-EasyTensor-latency")
             assert re.fullmatch(
                 r"Round trip [\d.]+ (ms|s) \u00b7 model [\d.]+ (ms|s) \u00b7 v2",
@@ -193,6 +240,31 @@ def test_side_panel_lists_queries_and_rolls_back(
             panel.scroll_into_view_if_needed()
             path = screenshot(page, "lab_panel.png")
             assert path.stat().st_size > 10_000
+
+            # Tokens: where each was made; one made here, then revoked after the dialog.
+            tokens = detail.locator(".jp-EasyTensor-tokens")
+            tokens.locator("summary").click(timeout=UI_MS)
+            labels = tokens.locator(".jp-EasyTensor-tokenLabel")
+            labels.first.wait_for(timeout=UI_MS)
+            assert {"upload of v1", "upload of v2"} <= set(labels.all_inner_texts())
+            tokens.locator(".jp-EasyTensor-newToken").click(timeout=UI_MS)
+            made = tokens.locator(".jp-EasyTensor-tokenItem", has_text="JupyterLab side panel")
+            made.wait_for(timeout=UI_MS)
+            assert "never used" in made.inner_text()
+            secret = tokens.locator(".jp-EasyTensor-tokenSecret").inner_text()
+            token_id = made.get_attribute("data-token-id")
+            listed = {t["id"]: t for t in _server_tokens(server, model_id)}
+            assert listed[token_id]["label"] == "JupyterLab side panel"
+            assert secret.startswith("export EASYTENSOR_TOKEN=et_q_")
+            remove.scroll_into_view_if_needed()
+            page.mouse.move(900, 900)
+            screenshot(page, "lab_panel_tokens.png")
+            made.locator(".jp-EasyTensor-revokeToken").click(timeout=UI_MS)
+            page.locator(".jp-Dialog").get_by_role("button", name="Revoke").click(timeout=UI_MS)
+            tokens.locator(
+                f'.jp-EasyTensor-tokenItem.jp-mod-revoked[data-token-id="{token_id}"]'
+            ).wait_for(timeout=UI_MS)
+            assert {t["id"]: t for t in _server_tokens(server, model_id)}[token_id]["revoked"]
 
             # Errors: bad JSON never leaves the browser; a model's exception comes back as a 422.
             detail.locator(".jp-EasyTensor-mode").select_option("json", timeout=UI_MS)

@@ -7,10 +7,13 @@ answer on the page with the same seeded model trained here.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import json
 import re
 import shutil
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -57,8 +60,8 @@ def _notebook(root: Path, model_name: str) -> str:
             "import easytensor\nimport easytensor_jupyter\nfrom train import train\n\nmodel = train()",
             f"model_id, token = easytensor.pytorch.upload_model(\n"
             f"    {model_name!r}, model, 'model.py', sample={SAMPLE!r}, quiet=True\n)\n"
-            "print('uploaded', model_id)",
-            "easytensor_jupyter.QueryPanel(model_id)",
+            "import hashlib\nprint('uploaded', model_id, hashlib.sha256(token.encode()).hexdigest())",
+            "easytensor_jupyter.QueryPanel(model_id, token=token)",
         ],
     )
     return "query_panel.ipynb"
@@ -107,11 +110,49 @@ def test_query_panel_in_jupyterlab(tmp_path: Path, server: Any, quickstart_train
             path = screenshot(page, "query_panel.png")
             assert path.stat().st_size > 10_000
 
+            # The token: masked on the page, whole only while shown, copied on demand.
+            uploaded = page.locator(".jp-OutputArea-output", has_text="uploaded").inner_text()
+            digest = uploaded.split()[-1]
+            row = panel.locator(".easytensor-token")
+            row.locator(".easytensor-token-show").click()
+            field = row.locator(".easytensor-token-value input")
+            field.wait_for(state="visible", timeout=15_000)
+            token = field.input_value()
+            assert hashlib.sha256(token.encode()).hexdigest() == digest
+            screenshot(page, "query_panel_token_shown.png", selector=".easytensor-token")
+            row.locator(".easytensor-token-show").click()
+            field.wait_for(state="hidden", timeout=15_000)
+            assert token not in page.content()
+            assert f"{token[:9]}\u2026{token[-4:]}" in row.inner_text()
+            page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+            row.locator(".easytensor-token-copy").click()
+            row.locator(".easytensor-token-copy", has_text="Copied").wait_for(timeout=15_000)
+            assert page.evaluate("() => navigator.clipboard.readText()") == token
+            field.wait_for(state="hidden", timeout=15_000)
+            assert token not in page.content()
+            page.keyboard.press("Control+s")
+            saved = root / notebook
+            deadline = time.monotonic() + 30
+            while digest not in saved.read_text() and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert "application/vnd.jupyter.widget-view+json" in saved.read_text()
+            assert token not in saved.read_text(), "the saved notebook holds the token"
+
             # The classifier tokenizes a str, so a JSON object makes it raise: a model_error.
             panel.locator(".easytensor-mode button", has_text="JSON").click()
             json_box = panel.locator(".easytensor-input-json textarea")
             json_box.wait_for(state="visible", timeout=15_000)
             assert json_box.input_value() == f'"{HEADLINE}"'
+            # A pretty-printed value fits its box: no inner scrolling.
+            pretty = json.dumps(
+                {"headline": HEADLINE, "tags": [f"t{i}" for i in range(12)]}, indent=2
+            )
+            json_box.fill(pretty)
+            page.wait_for_function(
+                "e => e.scrollHeight <= e.clientHeight + 2", arg=json_box.element_handle()
+            )
+            json_box.scroll_into_view_if_needed()
+            screenshot(page, "query_panel_json.png", selector=".easytensor-input")
             json_box.fill('{"headline": "not a string"}')
             curl.filter(has_text="not a string").wait_for(timeout=15_000)
             assert "Valid JSON" in panel.locator(".easytensor-input").inner_text()

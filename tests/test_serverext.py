@@ -335,6 +335,8 @@ async def test_token_life_cycle(jp_fetch: Any, deployed: Deployed) -> None:
     mine = [t for t in listed["tokens"] if t["id"] == created["id"]]
     assert len(mine) == 1
     assert created["token"] not in json.dumps(listed)
+    assert created["label"] == mine[0]["label"] == "JupyterLab side panel"
+    assert mine[0]["last_used_at"] is not None
 
     response = await jp_fetch("easytensor", "api", path, created["id"], method="DELETE")
     assert response.code == 204

@@ -105,18 +105,21 @@ def test_a_store_from_before_migrations_is_upgraded(
     store.blobs.prepare()
     ingest(store, bundle).release()
     store.open()
-    assert [v for v, _ in _versions(store)] == [1, 2] and LATEST_VERSION == 2
+    assert [v for v, _ in _versions(store)] == [1, 2, 3] and LATEST_VERSION == 3
     model = store.get_model("old-abc123")
     assert (model.name, model.default_version, model.scaling) == ("Old", 1, None)
     assert store.resolve_version("old-abc123", None).manifest == bundle.manifest
     assert store.token_by_hash("f" * 64) is not None
+    assert [t.label for t in store.list_tokens("old-abc123")] == [None]
+    labelled = store.add_token("old-abc123", "e" * 64, label="notebook demo.ipynb, cell 3")
+    assert store.list_tokens("old-abc123")[-1] == labelled
     assert store.blobs.all_hashes() == {e.sha256 for e in bundle.manifest.files.values()}
     store.set_scaling("old-abc123", {"replicas": 2})
     store.close()
 
     again = Store(root)
     again.open()
-    assert [v for v, _ in _versions(again)] == [1, 2], "nothing is applied twice"
+    assert [v for v, _ in _versions(again)] == [1, 2, 3], "nothing is applied twice"
     assert again.get_model("old-abc123").scaling == {"replicas": 2}
     second = bundle_factory(name="Old", init_kwargs={"tag": "new"})
     ingest(again, second).release()

@@ -17,9 +17,10 @@ import ipywidgets as widgets
 import pytest
 
 from easytensor_jupyter.client import EasyTensorError
+from easytensor_jupyter.token_keeper import KeptToken, TokenKeeper, mask
 from easytensor_jupyter.widgets._curl import curl_command, predict_url
 from easytensor_jupyter.widgets._history import HistoryView
-from easytensor_jupyter.widgets._inputs import InputEditor
+from easytensor_jupyter.widgets._inputs import JSON_ROWS, InputEditor, fitted_rows
 from easytensor_jupyter.widgets._render import (
     MAX_ANSWER_CHARS,
     answer_html,
@@ -47,6 +48,7 @@ from easytensor_jupyter.widgets._state import (
     version_info,
     version_options,
 )
+from easytensor_jupyter.widgets._token import TokenRow
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 24
 ENDPOINT = "http://127.0.0.1:8765/v1/models/m_1/predict"
@@ -387,3 +389,63 @@ def test_editor_prefill_from_samples_and_load_past_queries() -> None:
     editor.load(file_query(b"raw", "r.bin"))
     assert editor.query() == file_query(b"raw", "r.bin")
     editor.close()
+
+
+def test_json_box_fits_its_content() -> None:
+    editor = InputEditor("json")
+    assert editor.json_text.rows == JSON_ROWS[0]
+    sample = {"features": {f"f{i}": i for i in range(12)}, "tags": ["a", "b"]}
+    editor.load_value(sample)
+    lines = editor.json_text.value.count("\n") + 1
+    assert lines > 12 and editor.json_text.rows >= lines
+    assert editor.json_text.layout.height is None
+    editor.json_text.value = "[1, 2]"
+    assert editor.json_text.rows == JSON_ROWS[0]
+    editor.json_text.value = "\n" * 500
+    assert editor.json_text.rows == JSON_ROWS[1]
+    assert fitted_rows("") == JSON_ROWS[0]
+
+
+TOKEN = "et_q_" + "AbCd" + "x" * 35 + "wXyZ"
+
+
+def _state_of(widget: widgets.Widget) -> str:
+    """Everything the widget tree would save into a notebook's widget state."""
+    found = []
+    for child in [widget, *getattr(widget, "children", ())]:
+        found.append(json.dumps(child.get_state(), default=str))
+        if child is not widget:
+            found.append(_state_of(child))
+    return "\n".join(found)
+
+
+def test_token_row_is_masked_until_shown(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EASYTENSOR_HOME", str(tmp_path))
+    row = TokenRow("m_1", TOKEN)
+    assert mask(TOKEN) == "et_q_AbCd\u2026wXyZ"
+    assert "et_q_AbCd\u2026wXyZ" in row.masked.value
+    assert TOKEN not in _state_of(row.widget)
+    assert row.value.layout.display == "none" and row.hint.value == ""
+    row.show.value = True
+    assert row.value.value == TOKEN and row.value.layout.display is None
+    assert row.show.description == "Hide"
+    row.hide()
+    assert row.value.value == "" and TOKEN not in _state_of(row.widget)
+    assert "easytensor-token-copy" in row.copy.value and TOKEN not in row.copy.value
+
+
+def test_token_row_hides_itself_without_a_token() -> None:
+    row = TokenRow("m_1", None)
+    assert row.widget.layout.display == "none"
+    row.show.value = True
+    assert row.value.value == ""
+
+
+def test_token_row_tells_the_shell_command_for_a_kept_token(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EASYTENSOR_HOME", str(tmp_path))
+    TokenKeeper().put(KeptToken("m_1", "notebook", "tok_1", TOKEN, "notebook a.ipynb, cell 1"))
+    row = TokenRow("m_1", TOKEN)
+    assert "export EASYTENSOR_TOKEN=$(easytensor tokens show m_1)" in row.hint.value
+    assert TOKEN not in row.hint.value

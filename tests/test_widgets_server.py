@@ -295,7 +295,12 @@ def test_query_token_is_used_and_shown(tmp_path: Path, client: Client, seed_api:
     echo = _upload(tmp_path, "Tokened", ECHO_SOURCE, "Echo", "hello")
     token = client.create_token(echo.id)["token"]
     panel = QueryPanel(echo.id, client=client, token=token)
-    assert token in panel.curl.value and "$EASYTENSOR_TOKEN" not in panel.curl.value
+    assert token not in panel.curl.value and "$EASYTENSOR_TOKEN" in panel.curl.value
+    assert token not in panel.token_row.masked.value and token[:9] in panel.token_row.masked.value
+    panel.token_row.show.value = True
+    assert panel.token_row.value.value == token
+    panel.token_row.hide()
+    assert panel.token_row.value.value == ""
     _predict(panel)
     assert json.loads(_pre_text(panel.answer.value)) == echo.model.predict_single("hello")
 

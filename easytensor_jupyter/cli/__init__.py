@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -11,7 +12,7 @@ from easytensor_jupyter._version import __version__
 
 __all__ = ["main"]
 
-SUBCOMMANDS = ("serve", "models", "tokens", "query", "deploy")
+SUBCOMMANDS = ("serve", "server", "models", "tokens", "query", "deploy")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,7 +31,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    code: int = args.func(args)
+    try:
+        code: int = args.func(args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`easytensor models | head`): stop quietly, as other tools do.
+        # Python would try to flush stdout again at exit and complain, so point it elsewhere.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return 130
     return code
 
 

@@ -82,6 +82,7 @@ def _deploy(args: argparse.Namespace) -> int:
     from easytensor_jupyter.inference.runtime.loader import LoadError, import_model_module
     from easytensor_jupyter.packaging import NO_SAMPLE, InitArgs, PublishRequest, publish
     from easytensor_jupyter.progress import byte_progress
+    from easytensor_jupyter.token_keeper import TokenKeeper, cli_label
     from easytensor_jupyter.validate import ModelCheckError, check_source
 
     source = args.model_file.read_text(encoding="utf-8")
@@ -122,22 +123,37 @@ def _deploy(args: argparse.Namespace) -> int:
     result = publish(
         request,
         client,
-        create_token=not args.no_token,
+        create_token=False,
         force=args.force,
         progress=None if args.json else byte_progress,
         on_step=None if args.json else (lambda msg: print(msg, file=sys.stderr)),
     )
+    token, reused = None, False
+    if not args.no_token:
+        kept, reused = TokenKeeper().obtain(
+            client,
+            result.id,
+            origin="cli:deploy",
+            label=cli_label("easytensor deploy"),
+            server=client.url,
+            model_name=result.name,
+        )
+        token = kept.token
     payload = {
         "id": result.id,
         "name": result.name,
         "version": result.version,
-        "query_token": result.query_token,
+        "query_token": token,
+        "query_token_reused": reused,
         "unchanged": result.unchanged,
         "endpoint": client.endpoint(result.id),
     }
     state = "unchanged, still" if result.unchanged else "published as"
     text = f"{result.name} {state} version {result.version}\nendpoint: {payload['endpoint']}"
-    if result.query_token:
-        text += f"\nquery token (shown once): {result.query_token}"
+    if token:
+        how = "the one kept from an earlier deploy" if reused else "new"
+        text += (
+            f"\nquery token ({how}; `easytensor tokens show {result.id}` prints it again): {token}"
+        )
     emit(args, payload, text)
     return 0

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any
 
-from easytensor_jupyter.cli._common import add_connection_options, connect, emit, handles_errors
+from easytensor_jupyter.cli._common import (
+    add_connection_options,
+    confirm,
+    connect,
+    emit,
+    handles_errors,
+)
 
-__all__ = ["add_parser", "describe_scaling"]
+__all__ = ["add_parser", "describe_replicas", "describe_scaling"]
 
 
 def add_parser(sub: Any) -> None:
@@ -24,9 +31,12 @@ def add_parser(sub: Any) -> None:
     show.add_argument("model", help="model id or name")
     add_connection_options(show)
     show.set_defaults(func=_show)
-    delete = actions.add_parser("delete", help="delete a model, or one version with --version")
+    delete = actions.add_parser(
+        "delete", help="delete a model, or one version with --version (asks first)"
+    )
     delete.add_argument("model")
     delete.add_argument("--version", type=int)
+    delete.add_argument("--yes", "-y", action="store_true", help="delete without asking")
     add_connection_options(delete)
     delete.set_defaults(func=_delete)
     default = actions.add_parser("default", help="choose the default version (rollback)")
@@ -38,10 +48,12 @@ def add_parser(sub: Any) -> None:
         "scale",
         help="serve with a fixed number of replicas, or autoscale (Ray backend)",
         description="Use --replicas N for a fixed count, or --max N [--min N] [--target X] "
-        "to autoscale between min and max replicas (Ray backend only).",
+        "to autoscale between min and max replicas (Ray backend only). --num-cpus, --num-gpus "
+        "and --resources set what each replica needs from a node (Ray backend only); what "
+        "you leave out keeps its current value.",
     )
     scale.add_argument("model", help="model id or name")
-    form = scale.add_mutually_exclusive_group(required=True)
+    form = scale.add_mutually_exclusive_group()
     form.add_argument("--replicas", type=int, metavar="N", help="exactly N replicas (1 to 64)")
     form.add_argument(
         "--max", dest="max_replicas", type=int, metavar="N", help="autoscale up to N replicas"
@@ -60,6 +72,21 @@ def add_parser(sub: Any) -> None:
         metavar="X",
         help="requests in flight per replica that autoscaling aims for (server default 2)",
     )
+    scale.add_argument(
+        "--num-cpus", type=float, metavar="N", help="CPUs each replica needs (Ray backend)"
+    )
+    scale.add_argument(
+        "--num-gpus",
+        type=float,
+        metavar="N",
+        help="GPUs each replica needs; above 0 its worker runs on cuda (Ray backend)",
+    )
+    scale.add_argument(
+        "--resources",
+        type=_resources,
+        metavar="JSON",
+        help="custom Ray resources each replica needs, e.g. '{\"accel\": 1}' (Ray backend)",
+    )
     add_connection_options(scale)
     scale.set_defaults(func=_scale, scale_parser=scale)
 
@@ -77,6 +104,49 @@ def _replicas(n: int) -> str:
     return f"{n} replica{'' if n == 1 else 's'}"
 
 
+def _resources(text: str) -> dict[str, float]:
+    """``--resources '{"accel": 1}'``: a JSON object of names and amounts."""
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON ({exc}); e.g. '{{\"accel\": 1}}'") from None
+    numbers = isinstance(value, dict) and all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in value.values()
+    )
+    if not numbers:
+        raise argparse.ArgumentTypeError("give a JSON object of numbers, e.g. '{\"accel\": 1}'")
+    return {str(k): float(v) for k, v in value.items()}
+
+
+def _needs(scaling: dict[str, Any]) -> str:
+    parts = []
+    if scaling.get("num_cpus") is not None:
+        parts.append(f"{scaling['num_cpus']:g} CPU")
+    if scaling.get("num_gpus") is not None:
+        parts.append(f"{scaling['num_gpus']:g} GPU")
+    for name, amount in sorted((scaling.get("resources") or {}).items()):
+        parts.append(f"{name}={amount:g}")
+    return f"each needs {' + '.join(parts)}" if parts else ""
+
+
+def describe_replicas(model: dict[str, Any]) -> list[str]:
+    """One line per replica for ``show``: id, state, node, start, requests, device."""
+    lines = []
+    for r in model.get("replicas") or ():
+        node = str(r.get("node") or "?")[:12]
+        if r.get("node_ip"):
+            node += f" ({r['node_ip']})"
+        served = r.get("requests")
+        parts = [
+            f"  {r.get('id', '?'):<14} {r.get('state', '?'):<8} node {node}",
+            f"since {r['started_at']}" if r.get("started_at") else "",
+            f"{served} request{'' if served == 1 else 's'}" if served is not None else "",
+            str(r.get("device") or ""),
+        ]
+        lines.append("  ".join(p for p in parts if p))
+    return lines
+
+
 def describe_scaling(model: dict[str, Any]) -> str:
     """Shared by ``show`` and ``scale``; parts an older server does not send are left out."""
     parts: list[str] = []
@@ -88,6 +158,8 @@ def describe_scaling(model: dict[str, Any]) -> str:
         parts.append(text + (f", target {target:g} in flight" if target is not None else ""))
     elif scaling.get("replicas") is not None:
         parts.append(f"{_replicas(scaling['replicas'])} (fixed)")
+    if _needs(scaling):
+        parts.append(_needs(scaling))
     if model.get("replicas_running") is not None:
         parts.append(f"{model['replicas_running']} running")
     if model.get("backend"):
@@ -126,11 +198,16 @@ def _show(args: argparse.Namespace) -> int:
     scaling = describe_scaling(model)
     if scaling:
         lines.append(f"scaling: {scaling}")
+    replicas = describe_replicas(model)
+    if replicas:
+        lines += ["replicas:", *replicas]
     for v in model["versions"]:
         mark = "*" if v["version"] == model["default_version"] else " "
         lines.append(
             f" {mark} v{v['version']}  {v.get('class_name', '')}  {_size(v.get('size_bytes', 0))}  {v.get('created_at', '')}"
         )
+        pins = ", ".join(v.get("requirements") or []) or "none beyond torch"
+        lines.append(f"      requirements: {pins}; environment: {v.get('environment', 'server')}")
     emit(args, model, "\n".join(lines))
     return 0
 
@@ -139,6 +216,16 @@ def _show(args: argparse.Namespace) -> int:
 def _delete(args: argparse.Namespace) -> int:
     client = connect(args)
     model = client.find_model(args.model)
+    count = len(model.get("versions", []))
+    what = (
+        f"Delete {model['name']} ({model['id']}) and its {count} version{'' if count == 1 else 's'}? "
+        "Its endpoint stops answering."
+        if args.version is None
+        else f"Delete version {args.version} of {model['name']} ({model['id']})?"
+    )
+    if not confirm(what, args, verb="delete"):
+        emit(args, {"deleted": None}, "Nothing deleted.")
+        return 1
     if args.version is None:
         client.delete_model(model["id"])
         emit(args, {"deleted": model["id"]}, f"Deleted {model['name']} ({model['id']}).")
@@ -166,6 +253,20 @@ def _scale(args: argparse.Namespace) -> int:
         args.min_replicas is not None or args.target_ongoing_requests is not None
     ):
         args.scale_parser.error("--min and --target go with --max (autoscaling), not --replicas")
+    needs = {
+        k: v
+        for k, v in (
+            ("num_cpus", args.num_cpus),
+            ("num_gpus", args.num_gpus),
+            ("resources", args.resources),
+        )
+        if v is not None
+    }
+    if args.replicas is None and args.max_replicas is None and not needs:
+        args.scale_parser.error(
+            "one of the arguments --replicas --max is required "
+            "(or --num-cpus, --num-gpus, --resources to change only what each replica needs)"
+        )
     client = connect(args)
     model = client.set_scaling(
         client.find_model(args.model)["id"],
@@ -173,6 +274,7 @@ def _scale(args: argparse.Namespace) -> int:
         min_replicas=args.min_replicas,
         max_replicas=args.max_replicas,
         target_ongoing_requests=args.target_ongoing_requests,
+        **needs,
     )
     emit(args, model, f"{model['id']}: {describe_scaling(model)}")
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,222 @@ def _positive(text: str) -> float:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
     return value
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {text}")
+    return value
+
+
+def _add_limits(parser: Any) -> None:
+    """What one client may cost the server; each is in docs/reliability.md ("Limits")."""
+    group = parser.add_argument_group(
+        "limits on what clients may cost the server (docs/reliability.md, Limits)"
+    )
+    group.add_argument(
+        "--max-decoded-mb",
+        type=_positive,
+        default=512.0,
+        metavar="N",
+        help="memory one JSON query body may take once decoded, estimated before decoding "
+        "(default 512; past it: 413)",
+    )
+    group.add_argument(
+        "--max-json-items",
+        type=_count,
+        default=10_000_000,
+        metavar="N",
+        help="values (numbers, strings, lists, objects) in one JSON query body "
+        "(default 10000000; past it: 413)",
+    )
+    group.add_argument(
+        "--max-json-depth",
+        type=_count,
+        default=64,
+        metavar="N",
+        help="nesting levels in one JSON query body (default 64; past it: 422)",
+    )
+    group.add_argument(
+        "--max-instances",
+        type=_count,
+        default=100_000,
+        metavar="N",
+        help="instances in one query (default 100000; past it: 413)",
+    )
+    group.add_argument(
+        "--max-inflight-mb",
+        type=_positive,
+        default=1024.0,
+        metavar="N",
+        help="memory all query bodies being received or decoded may take together; others "
+        "wait up to 10 s, then get 503 (default 1024)",
+    )
+    group.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also answer requests whose Host is NAME (repeatable; default: loopback names, "
+        "the --host address, and on 0.0.0.0 or :: any IP address and this machine's hostname; "
+        "'*' answers any Host and lets web pages reach the server through DNS rebinding)",
+    )
+    group.add_argument(
+        "--header-timeout",
+        type=_positive,
+        default=10.0,
+        metavar="S",
+        help="seconds a client has to send a request's line and headers (default 10)",
+    )
+    group.add_argument(
+        "--body-timeout",
+        type=_positive,
+        default=30.0,
+        metavar="S",
+        help="seconds a request body (or a response the client reads) may stall without a "
+        "byte moving (default 30)",
+    )
+    group.add_argument(
+        "--idle-timeout",
+        type=_positive,
+        default=5.0,
+        metavar="S",
+        help="seconds a kept-alive connection may wait for its next request (default 5)",
+    )
+    group.add_argument(
+        "--max-connections",
+        type=_count,
+        default=1000,
+        metavar="N",
+        help="open connections; past it the one idle or stuck in its headers longest is "
+        "closed, or the new one gets 503 when all are busy (default 1000)",
+    )
+
+
+def _at_least_zero(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
+    return value
+
+
+def _uid_range(text: str) -> tuple[int, int]:
+    first, sep, last = text.partition("-")
+    if not sep or not first.isdigit() or not last.isdigit():
+        raise argparse.ArgumentTypeError(f"give FIRST-LAST, e.g. 1879048192-1879113727, not {text}")
+    return int(first), int(last)
+
+
+def _add_sandbox(parser: Any) -> None:
+    """The worker sandbox's options; docs/reliability.md says what each protection does."""
+    group = parser.add_argument_group("worker sandbox (model code is untrusted)")
+    add = group.add_argument
+    add(
+        "--sandbox-report", action="store_true", help="print which protections hold here, then exit"
+    )
+    add(
+        "--worker-uids",
+        type=_uid_range,
+        default=(0x70000000, 0x7000FFFF),
+        metavar="FIRST-LAST",
+        help="when run as root, each worker gets a uid of its own from this range "
+        "(default 1879048192-1879113727)",
+    )
+    add("--worker-user", dest="removed_worker_user", help=argparse.SUPPRESS)
+    add("--worker-network", action="store_true", help="let model code open network connections")
+    add(
+        "--worker-memory-mb",
+        type=_at_least_zero,
+        metavar="N",
+        help="memory of a worker's whole process tree; past it the worker is replaced "
+        "(default: half the machine's memory; 0: no limit)",
+    )
+    add(
+        "--worker-idle-cpu",
+        type=_at_least_zero,
+        default=5.0,
+        metavar="S",
+        help="CPU seconds a worker may use within 10 s with no request in flight; past it the "
+        "worker is replaced (default 5; 0: never)",
+    )
+    add(
+        "--worker-cpus",
+        type=_at_least_zero,
+        metavar="N",
+        help="CPU quota of a worker in cores, where cgroups allow (default: its threads; 0: none)",
+    )
+    add("--worker-cpu-seconds", type=int, metavar="S", help="CPU seconds in a worker's life")
+    add("--worker-max-files", type=int, default=1024, metavar="N", help="open files (default 1024)")
+    add(
+        "--worker-max-procs",
+        type=_count,
+        default=256,
+        metavar="N",
+        help="processes and threads of a worker (default 256)",
+    )
+    add(
+        "--worker-tmp-mb",
+        type=_positive,
+        default=256.0,
+        metavar="N",
+        help="size of a worker's private /tmp and of its /dev/shm (default 256)",
+    )
+    add(
+        "--worker-max-output-mb",
+        type=_positive,
+        default=64.0,
+        metavar="N",
+        help="largest answer a worker may send (default 64)",
+    )
+    add(
+        "--worker-env",
+        action="append",
+        default=[],
+        metavar="NAME[=VALUE]",
+        help="pass this variable to model code (repeatable; by default workers get only locale, "
+        "device and Python variables)",
+    )
+    add(
+        "--worker-bind",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="show this host path to workers, read-only (repeatable)",
+    )
+    add(
+        "--no-worker-sandbox",
+        action="store_true",
+        help="run workers as plain child processes of the server (debugging only)",
+    )
+
+
+def _add_environments(parser: Any) -> None:
+    group = parser.add_argument_group(
+        "per-model environments",
+        "A version that pins packages this server lacks gets its own uv environment, layered "
+        "over the server's (torch, NumPy and the runtime are shared, never reinstalled).",
+    )
+    group.add_argument(
+        "--model-envs",
+        choices=["on", "off"],
+        default="on",
+        help="build environments for missing pins (default on; off refuses such uploads with "
+        "422 missing_requirements; the embedded server always shares the notebook's)",
+    )
+    group.add_argument(
+        "--package-index",
+        metavar="URL",
+        help="the package index to build from (default: uv's, PyPI)",
+    )
+    group.add_argument(
+        "--find-links",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a folder (or URL) of wheels to build from; with no --package-index, the only "
+        "source (repeatable)",
+    )
 
 
 def add_parser(sub: Any) -> None:
@@ -55,7 +272,7 @@ def add_parser(sub: Any) -> None:
         type=_positive,
         default=100.0,
         metavar="N",
-        help="largest query body in MB (default 100)",
+        help="largest query body in MB (default 100; other JSON bodies: 1 MB; past it: 413)",
     )
     parser.add_argument(
         "--max-upload-mb",
@@ -106,6 +323,7 @@ def add_parser(sub: Any) -> None:
         help="allow browser calls from this origin (repeatable; default: none)",
     )
     parser.add_argument("--device", default="cpu", help="torch device for workers (default cpu)")
+    _add_limits(parser)
     ray = parser.add_argument_group("scale-out on Ray Serve (docs/scale-out.md)")
     ray.add_argument(
         "--backend",
@@ -131,44 +349,24 @@ def add_parser(sub: Any) -> None:
         "--ray-max-replicas-per-node",
         type=int,
         metavar="N",
-        help="at most N replicas of one version per node, to spread them out",
+        help="at most N replicas of one version per node (overrides --ray-placement)",
     )
-    group = parser.add_argument_group("worker sandbox (model code is untrusted)")
-    group.add_argument(
-        "--worker-user",
-        default="nobody",
-        metavar="USER",
-        help="when run as root, run workers as this user (default nobody; 'root' keeps root)",
+    ray.add_argument(
+        "--ray-placement",
+        choices=["spread", "pack"],
+        default="spread",
+        help="spread (default): a model's replicas go over the nodes that fit them, as evenly "
+        "as their count allows; pack: no limit per node, Ray chooses",
     )
-    group.add_argument(
-        "--worker-network",
-        action="store_true",
-        help="let model code open network connections (default: no network in workers)",
+    ray.add_argument(
+        "--ray-route",
+        choices=["direct", "handle"],
+        default="direct",
+        help="direct (default): queries go straight to the replicas of fixed-size models; "
+        "handle: always through Ray Serve's handle (slower)",
     )
-    group.add_argument(
-        "--worker-memory-mb",
-        type=_positive,
-        metavar="N",
-        help="replace a worker whose resident memory passes N MB (default: no limit)",
-    )
-    group.add_argument(
-        "--worker-cpu-seconds",
-        type=int,
-        metavar="S",
-        help="CPU seconds a worker may use in its life (RLIMIT_CPU; default: no limit)",
-    )
-    group.add_argument(
-        "--worker-max-files",
-        type=int,
-        default=1024,
-        metavar="N",
-        help="open files per worker (RLIMIT_NOFILE; default 1024)",
-    )
-    group.add_argument(
-        "--no-worker-sandbox",
-        action="store_true",
-        help="run workers without namespaces or another uid (rlimits too are skipped)",
-    )
+    _add_sandbox(parser)
+    _add_environments(parser)
     parser.add_argument(
         "--log-level",
         default="info",
@@ -179,6 +377,13 @@ def add_parser(sub: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.removed_worker_user:
+        print(
+            "easytensor serve: --worker-user was removed: workers no longer share one user; "
+            "as root each gets a uid of its own from --worker-uids FIRST-LAST",
+            file=sys.stderr,
+        )
+        return 2
     from easytensor_jupyter.inference.options import ServeOptions
     from easytensor_jupyter.inference.server import run
 
@@ -201,15 +406,63 @@ def _run(args: argparse.Namespace) -> int:
         workers_per_model=max(1, args.workers),
         standby=not args.no_standby,
         sandbox=not args.no_worker_sandbox,
-        worker_user=args.worker_user,
+        worker_uids=args.worker_uids,
         worker_network=args.worker_network,
         worker_memory_mb=args.worker_memory_mb,
+        worker_idle_cpu=args.worker_idle_cpu,
+        worker_cpus=args.worker_cpus,
         worker_cpu_seconds=args.worker_cpu_seconds,
         worker_max_files=max(16, args.worker_max_files),
+        worker_max_procs=args.worker_max_procs,
+        worker_tmp_mb=args.worker_tmp_mb,
+        worker_max_output_mb=args.worker_max_output_mb,
+        worker_env=tuple(args.worker_env),
+        worker_bind=tuple(args.worker_bind),
         backend=args.backend,
         ray_address=args.ray_address,
         ray_namespace=args.ray_namespace,
         ray_replica_cpus=args.ray_replica_cpus,
         ray_max_replicas_per_node=args.ray_max_replicas_per_node,
+        ray_placement=args.ray_placement,
+        ray_route=args.ray_route,
+        max_decoded_mb=args.max_decoded_mb,
+        max_json_items=args.max_json_items,
+        max_json_depth=args.max_json_depth,
+        max_instances=args.max_instances,
+        max_inflight_mb=args.max_inflight_mb,
+        allowed_hosts=tuple(args.allowed_host),
+        header_timeout=args.header_timeout,
+        body_timeout=args.body_timeout,
+        idle_timeout=args.idle_timeout,
+        max_connections=args.max_connections,
+        model_envs=args.model_envs == "on" and not args.embedded,
+        package_index=args.package_index,
+        find_links=tuple(args.find_links),
     )
+    if args.sandbox_report:
+        return _sandbox_report(options)
     return run(options)
+
+
+def _sandbox_report(options: Any) -> int:
+    from easytensor_jupyter.inference.app import worker_settings
+    from easytensor_jupyter.inference.backends.local.protections import describe, report_table
+    from easytensor_jupyter.inference.backends.local.sandbox import (
+        Sandbox,
+        sandbox_options,
+        validate,
+    )
+
+    values = worker_settings(options)
+    problem = validate(values)
+    if problem:
+        print(problem, file=sys.stderr)
+        return 1
+    resolved = sandbox_options(values)
+    box = Sandbox(resolved) if options.sandbox else None
+    try:
+        print(report_table(describe(box, resolved)))
+    finally:
+        if box is not None:
+            box.close()
+    return 0

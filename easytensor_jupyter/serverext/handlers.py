@@ -19,11 +19,12 @@ from jupyter_server.utils import url_path_join
 from easytensor_jupyter.client import Client
 from easytensor_jupyter.serverext.proxy import ProxyError, Upstream
 
-__all__ = ["API_PREFIX", "UPSTREAM_SETTING", "route_table"]
+__all__ = ["API_PREFIX", "PANEL_LABEL", "UPSTREAM_SETTING", "route_table"]
 
 API_PREFIX = ("easytensor", "api")
 UPSTREAM_SETTING = "easytensor_upstream"
 _RAW_TYPES = ("text/plain", "application/octet-stream")
+PANEL_LABEL = "JupyterLab side panel"
 
 
 def _q(model_id: str) -> str:
@@ -154,7 +155,8 @@ class TokensHandler(_Base):
     @tornado.web.authenticated
     @authorized
     async def post(self, model_id: str) -> None:
-        self.reply(await self.upstream.call(lambda c: c.create_token(_q(model_id))), 201)
+        made = await self.upstream.call(lambda c: c.create_token(_q(model_id), PANEL_LABEL))
+        self.reply(made, 201)
 
 
 class TokenHandler(_Base):

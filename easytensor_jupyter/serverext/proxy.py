@@ -111,7 +111,7 @@ class Upstream:
 
     def _start_embedded(self) -> None:
         try:
-            info = embedded.ensure_server(owner_pid=os.getpid())
+            info = embedded.ensure_server(owner_pid=os.getpid(), owner="Jupyter")
         except Exception as exc:
             self.start_error = f"Could not start the embedded EasyTensor server: {exc}"
             self.log.error("EasyTensor: %s", self.start_error)

@@ -28,9 +28,16 @@ from easytensor_jupyter.widgets._state import (
     text_query,
 )
 
-__all__ = ["InputEditor", "close_tree"]
+__all__ = ["JSON_ROWS", "InputEditor", "close_tree", "fitted_rows"]
 
 _BOX = {"width": "100%", "height": "7em"}
+JSON_ROWS = (4, 30)
+
+
+def fitted_rows(text: str) -> int:
+    """Rows that show the whole JSON value (within bounds), so a pretty sample is not cut off."""
+    low, high = JSON_ROWS
+    return max(low, min(high, text.count("\n") + 2))
 
 
 class InputEditor:
@@ -51,7 +58,9 @@ class InputEditor:
         )
         self.text.add_class("easytensor-input-text")
         self.json_text = widgets.Textarea(
-            placeholder='One JSON value, e.g. {"x": [1, 2, 3]}', layout=widgets.Layout(**_BOX)
+            placeholder='One JSON value, e.g. {"x": [1, 2, 3]}',
+            rows=JSON_ROWS[0],
+            layout=widgets.Layout(width="100%"),
         )
         self.json_text.add_class("easytensor-input-json")
         self.json_status = widgets.HTML()
@@ -162,6 +171,7 @@ class InputEditor:
 
     def _json_changed(self, change: dict[str, Any]) -> None:
         text = str(change["new"])
+        self.json_text.rows = fitted_rows(text)
         error: InputError | None = None
         if text.strip():
             try:

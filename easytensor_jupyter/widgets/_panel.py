@@ -35,6 +35,7 @@ from easytensor_jupyter.widgets._state import (
     version_info,
     version_options,
 )
+from easytensor_jupyter.widgets._token import TokenRow
 
 __all__ = ["QueryPanel", "show_panel"]
 
@@ -45,7 +46,8 @@ class QueryPanel:
     """Query one deployed model from the notebook; displays itself as an ipywidgets box.
 
     Without ``token`` the client's admin key is sent, so the panel works right after a deploy;
-    with a query ``token`` it is used for predictions and shown in the curl command.
+    with a query ``token`` it is used for predictions, and shown masked unless Show is pressed:
+    the widgets are saved with the notebook, the token must not be.
     """
 
     def __init__(
@@ -90,6 +92,7 @@ class QueryPanel:
         self.error = widgets.HTML(layout=widgets.Layout(display="none"))
         self.error.add_class("easytensor-error")
         self.endpoint = widgets.HTML()
+        self.token_row = TokenRow(model_id, token)
         self.curl = widgets.HTML()
         self.curl.add_class("easytensor-curl")
         self.history_view = HistoryView(self._rerun)
@@ -108,6 +111,7 @@ class QueryPanel:
                 self.answer,
                 self.error,
                 self.endpoint,
+                self.token_row.widget,
                 self.curl,
                 self.history_view.widget,
             ],
@@ -231,7 +235,7 @@ class QueryPanel:
             query: Query | None = self.inputs.query()
         except InputError:
             query = None
-        command = curl_command(endpoint, query, token=self.token, version=self.selected_version)
+        command = curl_command(endpoint, query, version=self.selected_version)
         hint = (
             ""
             if self.token

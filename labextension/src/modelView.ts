@@ -5,6 +5,7 @@ import { Playground } from './playground';
 import { IUiServices } from './services';
 import { TokenSection } from './tokens';
 import { IModel } from './types';
+import { renderReplicas } from './replicas';
 import { renderVersions, statusBadge } from './versions';
 
 export interface IModelViewCallbacks {
@@ -23,8 +24,11 @@ export class ModelView {
     private model: IModel,
     private readonly callbacks: IModelViewCallbacks
   ) {
-    this.playground = new Playground(services.api, model, () =>
-      this.renderCurl()
+    this.playground = new Playground(
+      services.api,
+      model,
+      () => this.renderCurl(),
+      () => void this.reloadStats()
     );
     this.tokens = new TokenSection(services, model.id);
 
@@ -34,12 +38,14 @@ export class ModelView {
       text => this.services.copy(text),
       'Copy the curl command'
     );
+    // Far from the name and the everyday buttons, so it is never hit by accident.
     const remove = button(
-      'Delete model',
+      'Delete model…',
       'jp-EasyTensor-delete jp-mod-warn',
       () => {
         void this.deleteModel();
-      }
+      },
+      'Delete this model and all its versions (asks first)'
     );
 
     this.node = h(
@@ -48,22 +54,29 @@ export class ModelView {
         className: 'jp-EasyTensor-detail',
         attrs: { 'data-model-id': model.id }
       },
-      h('div', { className: 'jp-EasyTensor-detailHeader' }, this.title, remove),
+      h('div', { className: 'jp-EasyTensor-detailHeader' }, this.title),
       this.summary,
       this.scaling,
+      this.replicasSlot,
       this.actionErrorSlot,
       h('h3', { className: 'jp-EasyTensor-sectionTitle', text: 'Endpoint' }),
       this.endpoint,
       h(
         'div',
         { className: 'jp-EasyTensor-curlBox' },
-        this.curl,
-        h('div', { className: 'jp-EasyTensor-row' }, copy)
+        h(
+          'div',
+          { className: 'jp-EasyTensor-curlHeader' },
+          h('span', { className: 'jp-EasyTensor-muted', text: 'curl' }),
+          copy
+        ),
+        this.curl
       ),
       this.playground.node,
       h('h3', { className: 'jp-EasyTensor-sectionTitle', text: 'Versions' }),
       this.versionsSlot,
-      this.tokens.node
+      this.tokens.node,
+      h('div', { className: 'jp-EasyTensor-dangerZone' }, remove)
     );
     this.render();
   }
@@ -96,6 +109,8 @@ export class ModelView {
     const scaling = formatScaling(m);
     this.scaling.textContent = scaling ? `Scaling: ${scaling}` : '';
     this.scaling.hidden = scaling === null;
+    const replicas = renderReplicas(m);
+    this.replicasSlot.replaceChildren(...(replicas ? [replicas] : []));
     this.endpoint.textContent = m.endpoint;
     this.versionsSlot.replaceChildren(
       renderVersions(m, {
@@ -108,6 +123,20 @@ export class ModelView {
 
   private renderCurl(): void {
     this.curl.textContent = buildCurl(this.playground.curlOptions());
+  }
+
+  /** After a query the counts moved: fetch them, quietly (the answer is what matters). */
+  private async reloadStats(): Promise<void> {
+    try {
+      const model = await this.services.api.getModel(this.model.id);
+      if (model.id !== this.model.id) {
+        return;
+      }
+      this.update(model);
+      this.callbacks.changed(model);
+    } catch {
+      // The next refresh shows the counts; an error here would hide the answer.
+    }
   }
 
   private async setDefault(version: number): Promise<void> {
@@ -184,6 +213,7 @@ export class ModelView {
   private readonly scaling = h('div', {
     className: 'jp-EasyTensor-scaling jp-EasyTensor-muted'
   });
+  private readonly replicasSlot = h('div', { className: 'jp-EasyTensor-slot' });
   private readonly actionErrorSlot = h('div', {
     className: 'jp-EasyTensor-slot'
   });

@@ -26,7 +26,9 @@ export class Playground {
     private readonly api: IEasyTensorApi,
     private model: IModel,
     /** Called when anything that the curl command shows has changed. */
-    private readonly onInputChange: () => void
+    private readonly onInputChange: () => void,
+    /** Called after each answered query, since the model's counts moved. */
+    private readonly onPredicted: () => void = () => undefined
   ) {
     this.mode = defaultMode(defaultVersion(model)?.input_kind);
 
@@ -160,6 +162,8 @@ export class Playground {
       this.predictButton.textContent = 'Predict';
       this.node.removeAttribute('data-busy');
     }
+    // A failed query counts too (as an error), so both refresh the counts.
+    this.onPredicted();
   }
 
   private collectInput(): PredictInput {

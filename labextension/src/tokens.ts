@@ -66,7 +66,9 @@ export class TokenSection {
   private async revoke(token: IToken): Promise<void> {
     const ok = await this.services.confirm({
       title: 'Revoke token',
-      body: `Revoke token ${token.id}? Clients using it will get 401 from the endpoint.`,
+      body:
+        `Revoke token ${token.id} (${token.label || 'no label'})? ` +
+        'Clients using it will get 401 from the endpoint.',
       accept: 'Revoke'
     });
     if (!ok) {
@@ -122,16 +124,32 @@ export class TokenSection {
               className: 'jp-EasyTensor-tokenItem',
               attrs: { 'data-token-id': token.id }
             },
-            h('code', { text: token.id }),
-            h('span', {
-              className: 'jp-EasyTensor-muted',
-              text: `created ${formatDate(token.created_at)}, ${used}`
-            }),
-            token.revoked
-              ? h('span', { className: 'jp-EasyTensor-badge', text: 'revoked' })
-              : button('Revoke', 'jp-EasyTensor-revokeToken', () => {
-                  void this.revoke(token);
-                })
+            h(
+              'div',
+              { className: 'jp-EasyTensor-tokenMain' },
+              h('span', {
+                className: 'jp-EasyTensor-tokenLabel',
+                text: token.label || 'no label',
+                title: `Made by: ${token.label || 'unknown'}`
+              }),
+              token.revoked
+                ? h('span', {
+                    className: 'jp-EasyTensor-badge',
+                    text: 'revoked'
+                  })
+                : button(
+                    'Revoke',
+                    'jp-EasyTensor-revokeToken',
+                    () => {
+                      void this.revoke(token);
+                    },
+                    `Revoke ${token.id}: clients using it get 401`
+                  )
+            ),
+            h('div', {
+              className: 'jp-EasyTensor-muted jp-EasyTensor-tokenMeta',
+              text: `${token.id} · created ${formatDate(token.created_at)} · ${used}`
+            })
           );
           item.classList.toggle('jp-mod-revoked', token.revoked);
           return item;

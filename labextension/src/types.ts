@@ -19,6 +19,8 @@ export interface IModelVersion {
   class_name: string;
   input_kind: InputKind;
   status: ModelStatus;
+  requirements?: string[];
+  environment?: 'server' | 'ready' | 'building' | 'missing';
 }
 
 export interface IModelStats {
@@ -41,6 +43,18 @@ export interface IAutoscaling {
 
 export type ServingBackend = 'local' | 'ray';
 
+export interface IReplica {
+  id: string;
+  /** Ray's node id, or the server's host name on the local backend. */
+  node: string;
+  node_ip?: string | null;
+  state: 'pending' | 'starting' | 'running' | 'stopping' | 'failed';
+  started_at?: string | null;
+  requests?: number | null;
+  device?: string | null;
+  pid?: number | null;
+}
+
 export interface IModel {
   id: string;
   name: string;
@@ -56,6 +70,8 @@ export interface IModel {
   backend?: ServingBackend;
   /** Live Ray replicas or local worker processes serving the default version. */
   replicas_running?: number;
+  /** Each of them (older servers do not send it). */
+  replicas?: IReplica[];
 }
 
 export interface IModelList {
@@ -74,6 +90,8 @@ export interface IToken {
   created_at: string;
   revoked: boolean;
   last_used_at: string | null;
+  /** Where it was made: a notebook and cell, the CLI, this panel. Older servers omit it. */
+  label?: string | null;
 }
 
 export interface ITokenList {

@@ -1,6 +1,6 @@
 import { button, h } from './dom';
 import { formatBytes, formatDate } from './format';
-import { IModel, ModelStatus } from './types';
+import { IModel, IModelVersion, ModelStatus } from './types';
 
 export interface IVersionActions {
   setDefault(version: number): void;
@@ -59,6 +59,10 @@ export function renderVersions(
             text: `${v.class_name} · ${v.input_kind} · ${formatBytes(v.size_bytes)}`
           })
         ),
+        h('div', {
+          className: 'jp-EasyTensor-muted jp-EasyTensor-versionEnv',
+          text: environmentText(v)
+        }),
         h(
           'div',
           { className: 'jp-EasyTensor-versionMeta' },
@@ -74,4 +78,19 @@ export function renderVersions(
       return item;
     })
   );
+}
+
+const ENVIRONMENTS: Record<string, string> = {
+  server: "runs in the server's environment",
+  ready: 'runs in its own environment',
+  building: 'its environment is being built',
+  missing: 'the server lacks its requirements'
+};
+
+/** The version's pinned requirements and where it runs, for the version list. */
+export function environmentText(v: IModelVersion): string {
+  const pins = v.requirements?.length
+    ? v.requirements.join(', ')
+    : 'no pins beyond torch';
+  return `${pins} · ${ENVIRONMENTS[v.environment ?? 'server']}`;
 }

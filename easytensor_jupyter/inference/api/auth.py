@@ -19,10 +19,21 @@ from starlette.requests import Request
 from easytensor_jupyter.inference.api.errors import APIError
 from easytensor_jupyter.inference.store import Store, now_iso
 
-__all__ = ["TOKEN_PREFIX", "Authenticator", "Principal", "hash_token", "new_query_token"]
+__all__ = [
+    "TOKEN_PREFIX",
+    "UNKNOWN_CREDENTIAL",
+    "Authenticator",
+    "Principal",
+    "hash_token",
+    "new_query_token",
+]
 
 TOKEN_PREFIX = "et_q_"
 _BEARER = "bearer "
+# One wording whatever the route (/v1 or /query/) and header: a wrong secret is a wrong secret.
+UNKNOWN_CREDENTIAL = (
+    "unknown key or token: it is neither this server's admin key nor one of its query tokens"
+)
 
 
 def new_query_token() -> str:
@@ -70,15 +81,16 @@ class Authenticator:
             )
         if hmac.compare_digest(credential.encode("utf-8"), self._admin):
             return Principal("admin")
+        message, code = UNKNOWN_CREDENTIAL, "invalid_credentials"
         if credential.startswith(TOKEN_PREFIX):
             record = self._store.token_by_hash(hash_token(credential))
             if record is not None and not record.revoked:
                 self.last_used[record.id] = now_iso()
                 return Principal("query", record.model_id, record.id)
-            message = "this query token was revoked" if record else "unknown query token"
-            code = "token_revoked" if record else "invalid_token"
-        else:
-            message, code = "invalid API key", "invalid_credentials"
+            if record is not None:
+                message, code = "this query token was revoked", "token_revoked"
+            else:
+                code = "invalid_token"
         raise APIError(401, code, message, headers={"WWW-Authenticate": "Bearer"})
 
     def require_admin(self, request: Request) -> Principal:

@@ -75,6 +75,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         "models.scaling: a JSON object of scaling settings, or NULL",
         ("ALTER TABLE models ADD COLUMN scaling TEXT",),
     ),
+    Migration(
+        3,
+        "tokens.label: where a query token was made (a notebook cell, the CLI, the lab panel)",
+        ("ALTER TABLE tokens ADD COLUMN label TEXT",),
+    ),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -94,6 +94,7 @@ class TokenRecord:
     created_at: str
     revoked: bool
     last_used_at: str | None
+    label: str | None = None
 
 
 @dataclass(frozen=True)

@@ -334,26 +334,27 @@ class Store:
     def missing(self, hashes: Iterable[str]) -> list[str]:
         return [h for h in dict.fromkeys(hashes) if not self.blobs.has(h)]
 
-    def add_token(self, model_id: str, token_hash: str) -> TokenRecord:
+    def add_token(self, model_id: str, token_hash: str, label: str | None = None) -> TokenRecord:
         token_id = "tok_" + secrets.token_hex(6)
         created = now_iso()
         with self.db.write() as conn:
             if conn.execute("SELECT 1 FROM models WHERE id = ?", (model_id,)).fetchone() is None:
                 raise NotFoundError(f"no model {model_id!r}")
             conn.execute(
-                "INSERT INTO tokens (id, model_id, token_hash, created_at) VALUES (?, ?, ?, ?)",
-                (token_id, model_id, token_hash, created),
+                "INSERT INTO tokens (id, model_id, token_hash, created_at, label) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (token_id, model_id, token_hash, created, label),
             )
-        return TokenRecord(token_id, model_id, created, False, None)
+        return TokenRecord(token_id, model_id, created, False, None, label)
 
     def list_tokens(self, model_id: str) -> list[TokenRecord]:
         self.get_model(model_id)
         rows = self._conn().execute(
-            "SELECT id, model_id, created_at, revoked_at, last_used_at FROM tokens "
+            "SELECT id, model_id, created_at, revoked_at, last_used_at, label FROM tokens "
             "WHERE model_id = ? ORDER BY created_at, id",
             (model_id,),
         )
-        return [TokenRecord(r[0], r[1], r[2], r[3] is not None, r[4]) for r in rows]
+        return [TokenRecord(r[0], r[1], r[2], r[3] is not None, r[4], r[5]) for r in rows]
 
     def revoke_token(self, model_id: str, token_id: str) -> None:
         with self.db.write() as conn:

@@ -317,6 +317,79 @@ describe('EasyTensorPanel detail', () => {
     panel.dispose();
   });
 
+  it('refreshes the request count after a query', async () => {
+    const api = fakeApi();
+    api.predict.mockResolvedValue({
+      response: {
+        predictions: ['Business'],
+        model_id: ID,
+        version: 2,
+        latency_ms: 1
+      },
+      roundTripMs: 4
+    });
+    api.getModel.mockResolvedValue(
+      model({ stats: { requests: 11, errors: 1, last_latency_ms: 0.8 } })
+    );
+    const { panel, $ } = await selected(api);
+    expect($('.jp-EasyTensor-summary')!.textContent).toContain('10 requests');
+    $<HTMLTextAreaElement>('.jp-EasyTensor-input')!.value = 'Stocks rally';
+    $<HTMLButtonElement>('.jp-EasyTensor-predictButton')!.click();
+    await flush();
+    await flush();
+    expect(api.getModel).toHaveBeenCalledWith(ID);
+    expect($('.jp-EasyTensor-summary')!.textContent).toContain(
+      '11 requests, 1 error, last 0.80 ms'
+    );
+    expect($('.jp-EasyTensor-modelMeta')!.textContent).toContain(
+      'last 0.80 ms'
+    );
+    expect($('.jp-EasyTensor-answer')!.textContent).toBe('Business');
+    panel.dispose();
+  });
+
+  it('keeps the answer when the counts cannot be refreshed', async () => {
+    const api = fakeApi();
+    api.predict.mockResolvedValue({
+      response: {
+        predictions: ['World'],
+        model_id: ID,
+        version: 2,
+        latency_ms: 1
+      },
+      roundTripMs: 4
+    });
+    api.getModel.mockRejectedValue(new EasyTensorError('gone', 502));
+    const { panel, $ } = await selected(api);
+    $<HTMLTextAreaElement>('.jp-EasyTensor-input')!.value = 'Talks resume';
+    $<HTMLButtonElement>('.jp-EasyTensor-predictButton')!.click();
+    await flush();
+    await flush();
+    expect($('.jp-EasyTensor-answer')!.textContent).toBe('World');
+    expect($('.jp-EasyTensor-error')).toBeNull();
+    panel.dispose();
+  });
+
+  it('puts Delete model at the end, away from the name', async () => {
+    const { panel, $ } = await selected();
+    const remove = $<HTMLButtonElement>('.jp-EasyTensor-delete')!;
+    expect($('.jp-EasyTensor-detailHeader')!.contains(remove)).toBe(false);
+    const detail = $('.jp-EasyTensor-detail')!;
+    expect(detail.lastElementChild!.contains(remove)).toBe(true);
+    expect(remove.closest('.jp-EasyTensor-dangerZone')).not.toBeNull();
+    panel.dispose();
+  });
+
+  it('puts the copy button above the curl command', async () => {
+    const { panel, $ } = await selected();
+    const box = $('.jp-EasyTensor-curlBox')!;
+    expect(
+      box.firstElementChild!.querySelector('.jp-EasyTensor-copy')
+    ).not.toBeNull();
+    expect(box.lastElementChild!.classList).toContain('jp-EasyTensor-curl');
+    panel.dispose();
+  });
+
   it('queries a pinned version in JSON mode', async () => {
     const api = fakeApi();
     api.predict.mockResolvedValue({
@@ -457,6 +530,99 @@ describe('EasyTensorPanel detail', () => {
     expect($$('.jp-EasyTensor-tokenItem').map(t => t.dataset.tokenId)).toEqual([
       't1'
     ]);
+    panel.dispose();
+  });
+});
+
+describe('EasyTensorPanel tokens', () => {
+  const TOKENS = [
+    {
+      id: 'tok_1',
+      created_at: '2026-11-23T21:00:00Z',
+      revoked: false,
+      last_used_at: '2026-11-24T09:30:00Z',
+      label: 'notebook 01_quickstart.ipynb, cell 9'
+    },
+    {
+      id: 'tok_2',
+      created_at: '2026-11-23T22:00:00Z',
+      revoked: true,
+      last_used_at: null,
+      label: null
+    }
+  ];
+
+  async function opened(
+    api: jest.Mocked<IEasyTensorApi>,
+    confirmAnswer = true
+  ) {
+    const ctx = setup(api, confirmAnswer);
+    await ctx.panel.refresh();
+    ctx
+      .$<HTMLElement>(`.jp-EasyTensor-modelItem[data-model-id="${ID}"]`)!
+      .click();
+    const section = ctx.$<HTMLDetailsElement>('.jp-EasyTensor-tokens')!;
+    section.open = true;
+    section.dispatchEvent(new Event('toggle'));
+    await flush();
+    return ctx;
+  }
+
+  it('lists where each token was made, when, and when it was last used', async () => {
+    const api = fakeApi();
+    api.listTokens.mockResolvedValue(TOKENS);
+    const { panel, $$ } = await opened(api);
+    const items = $$('.jp-EasyTensor-tokenItem');
+    expect(items.map(i => i.dataset.tokenId)).toEqual(['tok_1', 'tok_2']);
+    const label = (i: HTMLElement) =>
+      i.querySelector('.jp-EasyTensor-tokenLabel')!.textContent;
+    expect(label(items[0])).toBe('notebook 01_quickstart.ipynb, cell 9');
+    expect(
+      items[0].querySelector('.jp-EasyTensor-tokenMeta')!.textContent
+    ).toMatch(
+      /^tok_1 · created 2026-11-2\d \d\d:\d\d · last used 2026-11-24 \d\d:\d\d$/
+    );
+    expect(label(items[1])).toBe('no label');
+    expect(items[1].classList).toContain('jp-mod-revoked');
+    expect(items[1].querySelector('.jp-EasyTensor-revokeToken')).toBeNull();
+    expect(items[1].textContent).toContain('never used');
+    panel.dispose();
+  });
+
+  it('revokes a token after confirmation and lists again', async () => {
+    const api = fakeApi();
+    api.listTokens.mockResolvedValueOnce(TOKENS);
+    api.listTokens.mockResolvedValueOnce([
+      { ...TOKENS[0], revoked: true },
+      TOKENS[1]
+    ]);
+    api.revokeToken.mockResolvedValue(undefined);
+    const { panel, $, services } = await opened(api);
+    $<HTMLButtonElement>(
+      '[data-token-id="tok_1"] .jp-EasyTensor-revokeToken'
+    )!.click();
+    await flush();
+    await flush();
+    expect(services.confirm).toHaveBeenCalledWith(
+      expect.objectContaining({
+        title: 'Revoke token',
+        body: expect.stringContaining('notebook 01_quickstart.ipynb, cell 9')
+      })
+    );
+    expect(api.revokeToken).toHaveBeenCalledWith(ID, 'tok_1');
+    expect($('[data-token-id="tok_1"]')!.classList).toContain('jp-mod-revoked');
+    panel.dispose();
+  });
+
+  it('revokes nothing when the confirmation is declined', async () => {
+    const api = fakeApi();
+    api.listTokens.mockResolvedValue(TOKENS);
+    const { panel, $ } = await opened(api, false);
+    $<HTMLButtonElement>(
+      '[data-token-id="tok_1"] .jp-EasyTensor-revokeToken'
+    )!.click();
+    await flush();
+    expect(api.revokeToken).not.toHaveBeenCalled();
     panel.dispose();
   });
 });
