@@ -29,12 +29,13 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from benchmarks.procs import PY, ROOT, free_port
 
-__all__ = ["LOOPBACK_ENV", "loopback_cluster", "ray_missing"]
+__all__ = ["LOOPBACK_ENV", "BenchCluster", "loopback_cluster", "ray_missing"]
 
 LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
 
@@ -50,10 +51,17 @@ def ray_missing() -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class BenchCluster:
+    address: str
+    pid: int
+    """The helper process: every Ray daemon of the cluster runs below it."""
+
+
 @contextlib.contextmanager
 def loopback_cluster(
-    logs: Path, nodes: int = 2, cpus: int = 2, timeout: float = 180.0
-) -> Iterator[str]:
+    logs: Path, nodes: int = 2, cpus: int = 2, timeout: float = 240.0
+) -> Iterator[BenchCluster]:
     """Yield the GCS address of ``nodes`` local raylets with ``cpus`` CPUs each in Ray's books.
 
     The CPU counts are bookkeeping only: every node shares the same real cores.
@@ -76,7 +84,7 @@ def loopback_cluster(
             start_new_session=True,
         )
     try:
-        yield _wait_ready(proc, log, start_at, timeout)
+        yield BenchCluster(_wait_ready(proc, log, start_at, timeout), proc.pid)
     finally:
         _stop_cluster(proc)
         shutil.rmtree(temp, ignore_errors=True)
@@ -112,6 +120,40 @@ def _stop_cluster(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(5)
 
 
+def _start_nodes(cluster_class: Any, node: dict[str, Any], nodes: int, attempts: int = 3) -> Any:
+    """Start the head and the other nodes; on a busy machine a raylet may give up waiting for
+    its dashboard agent (15 s), so a failed start is ended and tried again."""
+    import psutil  # type: ignore[import-untyped]
+
+    for attempt in range(1, attempts + 1):
+        before = {p.pid for p in psutil.Process().children(recursive=True)}
+        cluster = None
+        try:
+            # shutdown_at_exit=False: no atexit hooks and no reaper; the caller's finally and
+            # the benchmark's killpg already cover every way out.
+            cluster = cluster_class(
+                initialize_head=True,
+                # The head's dashboard process starts anyway; a port of its own keeps it from
+                # colliding with another cluster on this machine (Ray's default is a fixed 8265).
+                head_node_args={**node, "include_dashboard": False, "dashboard_port": free_port()},
+                shutdown_at_exit=False,
+            )
+            for _ in range(nodes - 1):
+                cluster.add_node(**node)
+            cluster.wait_for_nodes()
+            return cluster
+        except Exception as exc:
+            print(f"starting the cluster failed (attempt {attempt}): {exc}", flush=True)
+            new = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
+            for proc in new:
+                with contextlib.suppress(psutil.Error):
+                    proc.kill()
+            psutil.wait_procs(new, timeout=10)
+            if attempt == attempts:
+                raise
+    raise AssertionError("unreachable")
+
+
 def _run_helper(nodes: int, cpus: int, temp_dir: str) -> int:
     """The helper's side: start the nodes, say where the head is, wait, shut down."""
     os.environ.update(LOOPBACK_ENV)
@@ -132,24 +174,13 @@ def _run_helper(nodes: int, cpus: int, temp_dir: str) -> int:
     signal.signal(signal.SIGINT, on_signal)
     threading.Thread(target=watch_stdin, daemon=True).start()
     node: dict[str, Any] = {"num_cpus": cpus, "node_ip_address": "127.0.0.1", "temp_dir": temp_dir}
-    # shutdown_at_exit=False: no atexit hooks and no reaper; this function's finally and the
-    # benchmark's killpg already cover every way out.
-    cluster = Cluster(
-        initialize_head=True,
-        # The head's dashboard process starts anyway; a port of its own keeps it from
-        # colliding with another cluster on this machine (Ray's default is a fixed 8265).
-        head_node_args={**node, "include_dashboard": False, "dashboard_port": free_port()},
-        shutdown_at_exit=False,
-    )
+    cluster = _start_nodes(Cluster, node, nodes)
     try:
-        for _ in range(nodes - 1):
-            cluster.add_node(**node)
-        cluster.wait_for_nodes()
         print(f"{_READY} {cluster.address}", flush=True)
         while not stop.wait(0.5):
             pass
     finally:
-        cluster.shutdown()  # type: ignore[no-untyped-call]
+        cluster.shutdown()
     return 0
 
 

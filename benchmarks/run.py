@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import report
+from benchmarks.cpu import Meter, local_parts, ray_parts
 from benchmarks.load import in_process, wrk
 from benchmarks.models import MODELS, build_bundle, native_instance, request_body
 from benchmarks.procs import PY, ROOT
@@ -39,19 +40,32 @@ from benchmarks.systems import (
 __all__ = ["main"]
 
 LEVELS = (1, 8, 16, 32)
+CPU_LEVEL = 16
 RAY_MODELS = ("tiny", "cnn")
 RAY_REPLICAS = (1, 2)
+# Serve's handle first (what every request took before the direct path), then the default.
+RAY_ROUTES = (("handle", " via handle"), ("direct", ""))
 
 
 def _measure(
-    name: str, model: str, endpoint: Endpoint, body: Path, seconds: float
+    name: str,
+    model: str,
+    endpoint: Endpoint,
+    body: Path,
+    seconds: float,
+    meter: Meter | None = None,
 ) -> dict[str, Any]:
-    """Warm up, then one bounded wrk run per concurrency level."""
+    """Warm up, then one bounded wrk run per concurrency level; with a ``meter``, the CPU
+    each part of the system spends per request at ``CPU_LEVEL`` goes in ``row["cpu_ms"]``."""
     wrk(endpoint.url, body, 8, 1, endpoint.auth)
     row: dict[str, Any] = {"system": name, "model": model}
     for level in LEVELS:
+        if meter is not None and level == CPU_LEVEL:
+            meter.start()
         result = wrk(endpoint.url, body, level, seconds, endpoint.auth)
         row[f"c{level}"] = asdict(result)
+        if meter is not None and level == CPU_LEVEL:
+            row["cpu_ms"] = meter.per_request_ms(result.requests)
         print(
             f"  {name:<22} {model:<10} c={level:<3} {result.rps:9.0f} req/s  "
             f"p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms  errors {result.errors}",
@@ -104,7 +118,12 @@ def _check_answer(endpoint: Endpoint, body: Path, retries: int = 0) -> None:
 
 
 def _ours(
-    work: Path, bundles: dict[str, Path], bodies: dict[str, Path], seconds: float, workers: int
+    work: Path,
+    bundles: dict[str, Path],
+    bodies: dict[str, Path],
+    seconds: float,
+    workers: int,
+    cpu: bool = False,
 ) -> list[dict[str, Any]]:
     from easytensor_jupyter.client import Client
 
@@ -118,7 +137,8 @@ def _ours(
                 f"{server.url}/v1/models/{up.id}/predict", f"Bearer {up.query_token}"
             )
             _check_answer(endpoint, bodies[model])
-            rows.append(_measure(name, model, endpoint, bodies[model], seconds))
+            meter = Meter(local_parts(server.pid)) if cpu else None
+            rows.append(_measure(name, model, endpoint, bodies[model], seconds, meter))
     return rows
 
 
@@ -138,43 +158,64 @@ def _wait_replicas(client: Any, model_id: str, want: int, timeout: float = 180.0
 def _ray_rows(
     work: Path, bundles: dict[str, Path], bodies: dict[str, Path], seconds: float
 ) -> list[dict[str, Any]]:
-    """The same wrk levels against the Ray backend, with 1 and then 2 replicas per model.
+    """The same wrk levels against the Ray backend, with 1 and then 2 replicas per model,
+    first through Ray Serve's handle (``--ray-route handle``), then on the direct path.
 
-    The two "nodes" are two raylets on this machine, 2 CPUs each in Ray's books and one
-    replica per node, so the second replica lands where a real second machine would be; the
-    real cores are the same 2 for everything (wrk, server, replicas, workers, Ray itself).
-    Each model is deleted after its rows, so its idle replicas don't sit next to the next one.
+    The two "nodes" are two raylets on this machine, 2 CPUs each in Ray's books; the default
+    placement (spread) puts the second replica on the second node, where a real second
+    machine would be; the real cores are the same 2 for everything (wrk, server, replicas,
+    workers, Ray itself). Each model is deleted after its rows, so its idle replicas don't sit
+    next to the next one; each route gets a fresh control plane on the same cluster.
     """
     from benchmarks.raycluster import LOOPBACK_ENV, loopback_cluster
     from easytensor_jupyter.client import Client
 
     rows = []
-    with loopback_cluster(work / "logs", nodes=2, cpus=2) as address:
-        args = ["--backend", "ray", "--ray-address", address, "--ray-replica-cpus", "1"]
-        args += ["--ray-max-replicas-per-node", "1"]
-        with easytensor_server(
-            work / "logs",
-            work / "home-ray",
-            extra_args=args,
-            extra_env=LOOPBACK_ENV,
-            ready_timeout=240,
-        ) as server:
-            client = Client(server.url, server.admin_key, timeout=300)
-            for model in RAY_MODELS:
-                up = client.upload_bundle(bundles[model])
-                endpoint = Endpoint(
-                    f"{server.url}/v1/models/{up.id}/predict", f"Bearer {up.query_token}"
-                )
-                for replicas in RAY_REPLICAS:
-                    if replicas > 1:
-                        client.set_scaling(up.id, replicas=replicas)
-                    _wait_replicas(client, up.id, replicas)
-                    _check_answer(endpoint, bodies[model], retries=30)
-                    name = f"easytensor on Ray ({replicas} replica{'s' if replicas > 1 else ''})"
-                    measure = partial(_measure, name, model, endpoint, bodies[model], seconds)
-                    rows.append(_timed(f"ray {model} x{replicas}", measure))
-                client.delete_model(up.id)
+    with loopback_cluster(work / "logs", nodes=2, cpus=2) as cluster:
+        for route, label in RAY_ROUTES:
+            args = ["--backend", "ray", "--ray-address", cluster.address]
+            args += ["--ray-replica-cpus", "1", "--ray-route", route]
+            with easytensor_server(
+                work / "logs",
+                work / f"home-ray-{route}",
+                extra_args=args,
+                extra_env=LOOPBACK_ENV,
+                ready_timeout=240,
+            ) as server:
+                client = Client(server.url, server.admin_key, timeout=300)
+                meter = Meter(ray_parts(server.pid, cluster.pid))
+                for model in RAY_MODELS:
+                    up = client.upload_bundle(bundles[model])
+                    endpoint = Endpoint(
+                        f"{server.url}/v1/models/{up.id}/predict", f"Bearer {up.query_token}"
+                    )
+                    for replicas in RAY_REPLICAS:
+                        if replicas > 1:
+                            client.set_scaling(up.id, replicas=replicas)
+                        _wait_replicas(client, up.id, replicas)
+                        _check_answer(endpoint, bodies[model], retries=30)
+                        if route == "direct":
+                            _wait_direct(client, up.id, endpoint, bodies[model], replicas)
+                        name = f"easytensor on Ray{label} ({_plural(replicas, 'replica')})"
+                        measure = partial(
+                            _measure, name, model, endpoint, bodies[model], seconds, meter
+                        )
+                        rows.append(_timed(f"ray {route} {model} x{replicas}", measure))
+                    client.delete_model(up.id)
     return rows
+
+
+def _wait_direct(client: Any, model_id: str, endpoint: Endpoint, body: Path, replicas: int) -> None:
+    """The control plane learns the replicas' doors within about a second of the first
+    query; until then a query takes Serve's handle, which would blur the direct rows."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        _check_answer(endpoint, body)
+        listed = client.get_model(model_id).get("replicas") or []
+        if sum(1 for r in listed if r.get("requests")) >= replicas:
+            time.sleep(2.0)
+            return
+        time.sleep(0.5)
 
 
 def _ray_only(args: argparse.Namespace, work: Path, seconds: float) -> int:
@@ -193,7 +234,9 @@ def _ray_only(args: argparse.Namespace, work: Path, seconds: float) -> int:
     for key in RAY_MODELS:
         bodies[key] = work / f"{key}.json"
         bodies[key].write_bytes(request_body(key))
-    rows = _timed("easytensor", lambda: _ours(work, bundles, bodies, seconds, args.workers))
+    rows = _timed(
+        "easytensor", lambda: _ours(work, bundles, bodies, seconds, args.workers, cpu=True)
+    )
     rows += _timed("easytensor on Ray", lambda: _ray_rows(work, bundles, bodies, seconds))
     _write_ray(args.out, rows, {"seconds": seconds, "workers": args.workers})
     return 0
@@ -205,10 +248,74 @@ def _write_ray(out: Path, rows: list[dict[str, Any]], extra: dict[str, Any]) -> 
     mine = [r for r in rows if r["model"] in RAY_MODELS and r["system"].startswith(systems)]
     mine.sort(key=lambda r: RAY_MODELS.index(r["model"]))
     (out / "ray.json").write_text(json.dumps({"rows": mine, **extra}, indent=2))
-    markdown = report.ray_markdown(mine, extra)
+    markdown = report.ray_markdown(mine, extra) + _ray_cpu_markdown(mine)
     (out / "ray.md").write_text(markdown)
-    report.plot(mine, out / "ray.png")
+    try:
+        report.plot(mine, out / "ray.png")
+    except ImportError as exc:  # the tables matter more than the picture
+        print(f"no plot ({exc}; pip install -e '.[bench]')", file=sys.stderr)
     print(markdown)
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _ray_cpu_markdown(rows: list[dict[str, Any]]) -> str:
+    """CPU per request of each part at c16, and the direct path next to Serve's handle."""
+    metered = [r for r in rows if "cpu_ms" in r]
+    if not metered:
+        return ""
+    parts = ("server", "replica", "worker", "ray")
+    lines = [
+        "",
+        f"CPU per request at c{CPU_LEVEL} (ms of user + system time, from /proc; server is "
+        "the control plane, ray is GCS, raylets, Serve's controller and Ray's other "
+        "processes):",
+        "",
+        "| model | system | c16 req/s | " + " | ".join(parts) + " | total |",
+        "|---|---|---:|" + "---:|" * (len(parts) + 1),
+    ]
+    for r in metered:
+        cpu = r["cpu_ms"]
+        cells = [f"{cpu[p]:.2f}" if p in cpu else "" for p in parts]
+        total = sum(cpu.values())
+        rps = r[f"c{CPU_LEVEL}"]["rps"]
+        lines.append(
+            f"| {r['model']} | {r['system']} | {rps:,.0f} | " + " | ".join(cells) + f" | "
+            f"{total:.2f} |"
+        )
+    lines.append("")
+    for model in dict.fromkeys(r["model"] for r in metered):
+        for replicas in RAY_REPLICAS:
+            tag = f"({replicas} replica"
+            handle = next(
+                (
+                    r
+                    for r in metered
+                    if r["model"] == model
+                    and r["system"].startswith(f"easytensor on Ray via handle {tag}")
+                ),
+                None,
+            )
+            direct = next(
+                (
+                    r
+                    for r in metered
+                    if r["model"] == model and r["system"].startswith(f"easytensor on Ray {tag}")
+                ),
+                None,
+            )
+            if handle and direct:
+                speed = direct["c16"]["rps"] / handle["c16"]["rps"]
+                saved = handle["cpu_ms"]["server"] - direct["cpu_ms"]["server"]
+                gap = handle["c1"]["p50_ms"] - direct["c1"]["p50_ms"]
+                lines.append(
+                    f"- {model}, {_plural(replicas, 'replica')}: direct path vs Serve's handle "
+                    f"at c16 {speed:.2f}x the throughput, {saved:.2f} ms less control-plane "
+                    f"CPU per request, c1 p50 {gap:.2f} ms lower."
+                )
+    return "\n".join(lines) + "\n"
 
 
 def _cold_start(work: Path, repeats: int) -> dict[str, Any]:

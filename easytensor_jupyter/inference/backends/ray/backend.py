@@ -4,6 +4,11 @@ Each model version is one Serve application running ``ModelReplica``. Its name c
 model's name and the version's content, so every control plane sharing a registry finds the
 same application, and two versions with the same content share one. Applications outlive the
 control plane: one that restarts reuses them on the first query instead of loading again.
+
+Serve starts, places, checks, scales and replaces the replicas. Requests for a model with a
+fixed replica count go straight to its replicas (``router``, ``presence``), which costs the
+control plane a fraction of Serve's handle; autoscaled models, and any request while no
+replica is reachable that way, go through the handle, so Serve's autoscaler sees their load.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import ray
 from ray import serve
@@ -35,22 +40,29 @@ from easytensor_jupyter.inference.backends.errors import (
     WorkerRestarted,
     WorkerTimeout,
 )
+from easytensor_jupyter.inference.backends.ray import cluster
 from easytensor_jupyter.inference.backends.ray.bundles import keeper, put_files
+from easytensor_jupyter.inference.backends.ray.directory import directory
 from easytensor_jupyter.inference.backends.ray.envelope import decode_reply
-from easytensor_jupyter.inference.backends.ray.replica import ModelReplica, ReplicaConfig
+from easytensor_jupyter.inference.backends.ray.leftovers import sweep_leftovers
+from easytensor_jupyter.inference.backends.ray.listing import ClusterView, join
+from easytensor_jupyter.inference.backends.ray.placement import (
+    Placement,
+    count_fitting,
+    replica_device,
+    replica_needs,
+    serve_options,
+    unsatisfiable,
+)
+from easytensor_jupyter.inference.backends.ray.replica import ReplicaConfig
+from easytensor_jupyter.inference.backends.ray.router import DirectRouter
 from easytensor_jupyter.inference.store import content_key
 
-__all__ = [
-    "RayBackend",
-    "RayDeployment",
-    "RayOptions",
-    "app_name",
-    "probe_address",
-    "serve_options",
-]
+__all__ = ["RayBackend", "RayDeployment", "RayOptions", "app_name", "probe_address"]
 
 log = logging.getLogger("easytensor.ray")
 _MARGIN_S = 5.0
+_WATCH_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -59,43 +71,18 @@ class RayOptions:
     namespace: str = "easytensor"
     replica_cpus: float = 1.0
     max_replicas_per_node: int | None = None
+    placement: Placement = "spread"
+    route: Literal["direct", "handle"] = "direct"
     replica: ReplicaConfig = field(default_factory=dict)
+
+    @property
+    def device(self) -> str:
+        return str(self.replica.get("device", "cpu"))
 
 
 def app_name(manifest: Manifest) -> str:
     name = hashlib.sha256(manifest.name.encode()).hexdigest()[:8]
     return f"et-{name}-{content_key(manifest)[:12]}"
-
-
-def serve_options(
-    manifest: Manifest, scaling: dict[str, Any] | None, options: RayOptions
-) -> dict[str, Any]:
-    """Deployment options: resources, scaling, and room for a batch of requests in flight."""
-    batch = manifest.batching.max_batch_size if manifest.batching else 1
-    actor: dict[str, Any] = {"num_cpus": options.replica_cpus}
-    if str(options.replica.get("device", "cpu")).startswith("cuda"):
-        actor["num_gpus"] = 1
-    out: dict[str, Any] = {
-        "ray_actor_options": actor,
-        "max_ongoing_requests": max(32, 2 * batch),
-        "health_check_period_s": 2.0,
-        "health_check_timeout_s": 30.0,
-        "graceful_shutdown_timeout_s": 5.0,
-    }
-    if options.max_replicas_per_node:
-        out["max_replicas_per_node"] = options.max_replicas_per_node
-    auto = (scaling or {}).get("autoscaling")
-    if auto:
-        out["num_replicas"] = "auto"
-        out["autoscaling_config"] = {
-            "min_replicas": auto["min_replicas"],
-            "max_replicas": auto["max_replicas"],
-            "initial_replicas": max(1, auto["min_replicas"]),
-            "target_ongoing_requests": auto["target_ongoing_requests"],
-        }
-    else:
-        out["num_replicas"] = int((scaling or {}).get("replicas") or 1)
-    return out
 
 
 @dataclass
@@ -107,6 +94,7 @@ class RayDeployment:
     handle: Any
     manifest: Manifest
     created: bool
+    direct: bool = False
 
     async def stop(self) -> None:
         if self.created and not self.backend.in_use(self.app):
@@ -128,12 +116,15 @@ class RayBackend:
         self.predict_timeout = predict_timeout
         self.load_timeout = load_timeout
         self.scaling_of = scaling_of
+        self.router = DirectRouter()
         self._apps: dict[Key, RayDeployment] = {}
         self._starting: dict[Key, asyncio.Task[RayDeployment]] = {}
         self._failed: dict[Key, dict[str, Any]] = {}
-        self._running: dict[str, int] = {}
+        self._view = ClusterView()
         self._refreshed = 0.0
         self._keeper: Any = None
+        self._directory: Any = None
+        self._watcher: asyncio.Task[None] | None = None
 
     # -- lifetime --------------------------------------------------------------------------
 
@@ -141,6 +132,7 @@ class RayBackend:
         """Join the cluster (or start a local one when no address is given) and start Serve
         without its HTTP proxy: this server stays the only HTTP front."""
         probe_address(self.options.address)
+        sweep_leftovers()
         ray.init(
             address=self.options.address,
             namespace=self.options.namespace,
@@ -150,22 +142,33 @@ class RayBackend:
         )
         serve.start(proxy_location="Disabled")
         self._keeper = keeper(self.options.namespace)
+        self._directory = directory(self.options.namespace)
         log.info("connected to Ray at %s", ray.get_runtime_context().gcs_address)
 
     async def close(self) -> None:
         """Leave the applications running: they belong to the cluster, not to this process."""
-        for task in list(self._starting.values()):
-            task.cancel()
+        for task in [*self._starting.values(), self._watcher]:
+            if task is not None:
+                task.cancel()
+        await self.router.close()
         await asyncio.to_thread(ray.shutdown)
 
     # -- what the routes ask ---------------------------------------------------------------
 
     def count(self) -> int:
-        return sum(self._running.get(app, 0) for app in {d.app for d in self._apps.values()})
+        return sum(self._view.counts.get(app, 0) for app in {d.app for d in self._apps.values()})
 
     def replicas(self, key: Key) -> int:
         deployment = self._apps.get(key)
-        return self._running.get(deployment.app, 0) if deployment else 0
+        return self._view.counts.get(deployment.app, 0) if deployment else 0
+
+    def replica_list(self, key: Key) -> list[dict[str, Any]]:
+        deployment = self._apps.get(key)
+        if deployment is None:
+            return []
+        reached = self.router.reached(deployment.app)
+        rows = self._view.replicas.get(deployment.app, [])
+        return [{**row, "direct": row["id"] in reached} for row in rows]
 
     def status(self, key: Key) -> VersionStatus:
         if key in self._apps:
@@ -177,6 +180,14 @@ class RayBackend:
     def in_use(self, app: str) -> bool:
         return any(d.app == app for d in self._apps.values())
 
+    async def check_scaling(self, scaling: dict[str, Any]) -> str | None:
+        """Why no node can take a replica with these needs, or None."""
+        needs = replica_needs(scaling, self.options.replica_cpus, self.options.device)
+        return unsatisfiable(await asyncio.to_thread(cluster.live_nodes), needs)
+
+    def _direct(self, scaling: dict[str, Any] | None) -> bool:
+        return self.options.route == "direct" and not (scaling or {}).get("autoscaling")
+
     async def launch(
         self, spec: WorkerSpec, scaling: dict[str, Any] | None = None
     ) -> RayDeployment:
@@ -185,7 +196,7 @@ class RayBackend:
         app = app_name(manifest)
         existing = False
         try:
-            existing = await asyncio.to_thread(self._app_exists, app)
+            existing = await asyncio.to_thread(cluster.app_exists, app)
             if not existing:
                 await asyncio.to_thread(put_files, self._keeper, app, spec.files)
                 await asyncio.wait_for(
@@ -205,7 +216,8 @@ class RayBackend:
             message = f"Ray Serve could not deploy the model: {exc}"
             raise WorkerLoadError({"stage": "worker", "message": message}) from exc
         await self.refresh(max_age=0.0)
-        return RayDeployment(self, app, handle, manifest, created=not existing)
+        direct = self._direct(scaling)
+        return RayDeployment(self, app, handle, manifest, created=not existing, direct=direct)
 
     async def _discard(self, app: str, existing: bool) -> None:
         """Remove what a failed check deployed; an application that was there before serves
@@ -217,6 +229,7 @@ class RayBackend:
         self._apps[key] = deployment
         self._failed.pop(key, None)
         scaling = self.scaling_of(key[0])
+        deployment.direct = self._direct(scaling)
         if scaling:
             asyncio.get_running_loop().create_task(self.apply_scaling(key[0], scaling))
 
@@ -224,9 +237,21 @@ class RayBackend:
         self, key: Key, spec: Callable[[], WorkerSpec], instances: list[Any]
     ) -> list[Any]:
         deployment = self._apps.get(key) or await self._ensure(key, spec)
+        if deployment.direct:
+            if self._watcher is None or self._watcher.done():
+                self._watcher = asyncio.get_running_loop().create_task(self._watch())
+            wait = self.predict_timeout + _MARGIN_S
+            raw = await self.router.call(deployment.app, instances, wait, self.predict_timeout)
+            if raw is not None:
+                return decode_reply(raw)
+        return decode_reply(await self._through_serve(key, deployment, instances))
+
+    async def _through_serve(
+        self, key: Key, deployment: RayDeployment, instances: list[Any]
+    ) -> object:
         response = deployment.handle.remote(instances)
         try:
-            raw = await asyncio.wait_for(response, self.predict_timeout + _MARGIN_S)
+            return await asyncio.wait_for(response, self.predict_timeout + _MARGIN_S)
         except TimeoutError:
             response.cancel()
             raise WorkerTimeout(
@@ -234,11 +259,7 @@ class RayBackend:
             ) from None
         except BackPressureError as exc:
             raise WorkerBusy(f"every replica is busy: {exc}") from None
-        except (
-            RayActorError,
-            ActorUnavailableError,
-            ReplicaUnavailableError,
-        ) as exc:
+        except (RayActorError, ActorUnavailableError, ReplicaUnavailableError) as exc:
             raise WorkerRestarted(
                 f"the replica serving this request died ({type(exc).__name__})"
             ) from None
@@ -249,7 +270,6 @@ class RayBackend:
             raise WorkerRestarted(
                 f"the model's deployment is gone ({exc}); it is redeployed on retry"
             ) from None
-        return decode_reply(raw)
 
     async def _ensure(self, key: Key, spec: Callable[[], WorkerSpec]) -> RayDeployment:
         task = self._starting.get(key)
@@ -276,6 +296,9 @@ class RayBackend:
         apps = {d.app: d for k, d in self._apps.items() if k[0] == model_id}
         for app, deployment in apps.items():
             await asyncio.to_thread(self._run, app, deployment.manifest, scaling)
+        for key, deployment in self._apps.items():
+            if key[0] == model_id:
+                deployment.direct = self._direct(scaling)
         await self.refresh(max_age=0.0)
 
     async def stop_model(self, model_id: str, version: int | None = None) -> None:
@@ -288,60 +311,63 @@ class RayBackend:
                 await self.delete_app(app)
 
     async def reap_idle(self) -> None:
-        """Called by the housekeeping loop: refresh replica counts. Ray scales, we don't."""
+        """Called by the housekeeping loop: another control plane may have changed a model's
+        scaling, so re-read which ones take the direct path, and refresh the replicas."""
+        for model_id in {k[0] for k in self._apps}:
+            direct = self._direct(await asyncio.to_thread(self.scaling_of, model_id))
+            for key, deployment in self._apps.items():
+                if key[0] == model_id:
+                    deployment.direct = direct
         await self.refresh()
 
+    async def _watch(self) -> None:
+        """While any model takes the direct path, keep its routing table about a second old."""
+        while any(d.direct for d in self._apps.values()):
+            await self.refresh(max_age=_WATCH_S / 2)
+            await asyncio.sleep(_WATCH_S)
+
     async def refresh(self, max_age: float = 1.0) -> None:
-        """Ask Serve for replica counts, at most once per ``max_age`` seconds."""
+        """Ask Serve and the directory about the replicas, at most once per ``max_age`` s."""
         now = time.monotonic()
         if now - self._refreshed < max_age:
             return
         self._refreshed = now
         try:
-            self._running = await asyncio.to_thread(self._replica_counts)
+            details, entries = await asyncio.to_thread(self._read_cluster)
         except Exception as exc:  # the cluster may be briefly unreachable
             log.warning("cannot read Ray Serve's status: %s", exc)
+            return
+        self._view = join(details, entries)
+        direct = {d.app for d in self._apps.values() if d.direct}
+        self.router.update({a: r for a, r in self._view.routes.items() if a in direct})
+
+    def _read_cluster(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        details = cluster.instance_details()
+        try:
+            entries: dict[str, Any] = ray.get(self._directory.entries.remote(), timeout=5)
+        except (RayError, AttributeError) as exc:
+            log.warning("cannot read the replica directory: %s", exc)
+            entries = {}
+        return details, entries
 
     async def delete_app(self, app: str) -> None:
-        await asyncio.to_thread(self._delete, app)
+        await asyncio.to_thread(cluster.remove, app, [self._keeper, self._directory])
 
-    # -- blocking calls into Ray, run in threads -------------------------------------------
-
-    def _app_exists(self, app: str) -> bool:
-        return app in serve.status().applications
-
-    def _run(
-        self,
-        app: str,
-        manifest: Manifest,
-        scaling: dict[str, Any] | None,
-    ) -> None:
-        options = serve_options(manifest, scaling, self.options)
-        started = time.monotonic()
-        deployment = ModelReplica.options(**options)  # type: ignore[attr-defined]
-        # Serve gives every imperative deploy a random version, which replaces all replicas
-        # even when only their count changed; the app name already pins what they run.
-        deployment._version = app
-        target = deployment.bind(app, manifest.name, manifest.to_json_bytes(), self.options.replica)
-        serve.run(target, name=app, route_prefix=None)
-        log.info("%s: deployed %s in %.1f s", manifest.name, app, time.monotonic() - started)
-
-    def _delete(self, app: str) -> None:
-        serve.delete(app, _blocking=True)
-        if self._keeper is not None:
-            ray.get(self._keeper.drop.remote(app))
-
-    @staticmethod
-    def _replica_counts() -> dict[str, int]:
-        counts = {}
-        for app, status in serve.status().applications.items():
-            counts[app] = sum(
-                n
-                for d in status.deployments.values()
-                for state, n in d.replica_states.items()
-                if getattr(state, "value", state) == "RUNNING"
-            )
-        return counts
+    def _run(self, app: str, manifest: Manifest, scaling: dict[str, Any] | None) -> None:
+        """Deploy or update the application; runs in a thread."""
+        o = self.options
+        needs = replica_needs(scaling, o.replica_cpus, o.device)
+        options = serve_options(
+            manifest,
+            scaling,
+            replica_cpus=o.replica_cpus,
+            device=o.device,
+            placement=o.placement,
+            max_replicas_per_node=o.max_replicas_per_node,
+            fitting=count_fitting(cluster.live_nodes(), needs),
+        )
+        cfg = {**o.replica, "device": replica_device(scaling, o.device)}
+        cluster.deploy(app, manifest, options, cfg)
 
 
 def probe_address(address: str | None, timeout: float = 5.0) -> None:

@@ -4,7 +4,9 @@ A replica is a thin host: it copies the version's files out of Ray's object stor
 node, then runs the very same sandboxed worker process as the local backend (``Worker`` and
 ``worker_main``: import, build, load safetensors, ``predict_single`` / ``predict_batch``). Model
 code therefore never runs inside a Ray process, and a replica answers only with msgpack bytes
-(see ``envelope``). Requests that arrive together are gathered by Ray Serve's own batching
+(see ``envelope``). The sandbox is the local backend's too, with what the node allows: a raylet
+run by a normal user gets the user-namespace jail and no cgroups, one run by root a uid per
+worker and cgroups; each replica prints its table of protections to its log at start. Requests that arrive together are gathered by Ray Serve's own batching
 when the bundle asks for batching, and handed to the worker as one batch.
 """
 
@@ -12,21 +14,27 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import tempfile
+import sys
 from pathlib import Path
 from typing import Any
 
 import ray
 from ray import serve
 
-from easytensor_jupyter import config
 from easytensor_jupyter.bundle import Manifest
 from easytensor_jupyter.inference.backends.base import WorkerSpec
 from easytensor_jupyter.inference.backends.errors import WorkerError, WorkerLoadError
-from easytensor_jupyter.inference.backends.local.sandbox import build_policy
+from easytensor_jupyter.inference.backends.local.protections import describe, startup_lines
+from easytensor_jupyter.inference.backends.local.sandbox import (
+    Sandbox,
+    sandbox_options,
+    watchdog_for,
+)
 from easytensor_jupyter.inference.backends.local.worker import ExitReason, Worker
 from easytensor_jupyter.inference.backends.ray.bundles import KEEPER_NAME
 from easytensor_jupyter.inference.backends.ray.envelope import error_reply, ok_reply
+from easytensor_jupyter.inference.backends.ray.leftovers import new_replica_dir
+from easytensor_jupyter.inference.backends.ray.presence import Presence
 
 __all__ = ["ModelReplica", "ReplicaConfig"]
 
@@ -58,7 +66,8 @@ class ModelReplica:
         self, app: str, label: str, manifest_json: bytes, cfg: ReplicaConfig
     ) -> None:
         self.load_error: dict[str, Any] | None = None
-        self.dir = Path(tempfile.mkdtemp(prefix="easytensor-replica-"))
+        self.presence = Presence(app, cfg["namespace"], cfg["device"])
+        self.dir = await asyncio.to_thread(new_replica_dir)
         self.timeout = float(cfg["predict_timeout"])
         manifest = Manifest.model_validate_json(manifest_json)
         self.batching = manifest.batching
@@ -72,20 +81,16 @@ class ModelReplica:
             paths = await asyncio.to_thread(_write_files, app, cfg["namespace"], self.dir)
         except (OSError, ray.exceptions.RayError) as exc:
             self.load_error = {"stage": "files", "message": str(exc)}
+            self.presence.failed(self.load_error)
             return
-        sandbox = None
-        if cfg["sandbox"]:
-            sandbox = build_policy(
-                store=self.dir,
-                home=config.home(),
-                user=cfg["worker_user"],
-                network=cfg["worker_network"],
-                max_files=cfg["worker_max_files"],
-                cpu_seconds=cfg["worker_cpu_seconds"],
-            )
+        resolved = sandbox_options(cfg["worker"])
+        self.sandbox = Sandbox(resolved) if cfg["sandbox"] else None
+        self.watchdog = watchdog_for(resolved)
+        self.max_output = int(resolved.max_output_mb * (1 << 20))
+        for line in startup_lines(describe(self.sandbox, resolved)):
+            print(f"{label}: {line}", file=sys.stderr, flush=True)
         self.spec = WorkerSpec(label, 1, paths, manifest.to_json_bytes())
         self.cfg = cfg
-        self.sandbox = sandbox
         self.restarting = asyncio.Lock()
         self.worker = self._new_worker()
         try:
@@ -94,6 +99,7 @@ class ModelReplica:
             self.load_error = exc.error
         except (WorkerError, OSError) as exc:
             self.load_error = {"stage": "worker", "message": f"the worker did not start: {exc}"}
+        await self.presence.ready(self.__call__, self.load_error)
 
     def _new_worker(self) -> Worker:
         return Worker(
@@ -103,6 +109,8 @@ class ModelReplica:
             max_pending=self.cfg["max_pending"],
             on_exit=self._on_exit,
             sandbox=self.sandbox,
+            watchdog=self.watchdog,
+            max_output=self.max_output,
         )
 
     async def _start(self, worker: Worker) -> None:
@@ -132,6 +140,7 @@ class ModelReplica:
         return error_reply(self.load_error) if self.load_error else ok_reply([])
 
     async def __call__(self, instances: list[Any]) -> bytes:
+        self.presence.served += 1
         if self.load_error is not None:
             return error_reply(self.load_error)
         try:
@@ -163,7 +172,13 @@ class ModelReplica:
                 raise RuntimeError(f"the model's worker cannot be restarted: {exc}") from None
 
     def __del__(self) -> None:
+        presence = getattr(self, "presence", None)
+        if presence is not None:
+            presence.close()
         worker = getattr(self, "worker", None)
         if worker is not None:
             worker.kill("stopped")
+        sandbox = getattr(self, "sandbox", None)
+        if sandbox is not None:
+            sandbox.close()
         shutil.rmtree(getattr(self, "dir", ""), ignore_errors=True)
