@@ -23,9 +23,16 @@ __all__ = [
 
 
 def load_ipython_extension(shell: InteractiveShell) -> None:
+    import os
+
     from easytensor_jupyter.magics import load_magics
 
     load_magics(shell)
+    if os.environ.get("EASYTENSOR_WARM_CHECK", "1") != "0":
+        from easytensor_jupyter.warm_check import shared_checker
+
+        # Import torch in the warm parent now, while the user writes the model.
+        shared_checker().start_in_background()
 
 
 def unload_ipython_extension(shell: InteractiveShell) -> None:

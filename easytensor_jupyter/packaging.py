@@ -34,7 +34,8 @@ from easytensor_jupyter.client import Client, UploadResult
 from easytensor_jupyter.inference.runtime.loader import NotJSONableError, to_jsonable
 from easytensor_jupyter.instance_state import InstanceStateError, capture_instance
 from easytensor_jupyter.instances import encode_instance, input_kind
-from easytensor_jupyter.state import StateWriter, class_ref_policy
+from easytensor_jupyter.requirements import describe, detect_requirements, merge_requirements
+from easytensor_jupyter.state import STATE_JSON, StateWriter, class_ref_policy
 from easytensor_jupyter.validate import (
     ModelCheckError,
     check_source,
@@ -192,6 +193,23 @@ def _instance_state(request: PublishRequest, init: InitArgs) -> StateWriter:
     return state
 
 
+def _requirements(request: PublishRequest, directory: Path, names: list[str]) -> list[str]:
+    """Pins for what model.py and the shipped files import, plus ``--requirements``."""
+    state_json = directory / STATE_JSON
+    kinds = (
+        ["hf_tokenizer"]
+        if state_json.is_file() and '"hf_tokenizer"' in state_json.read_text()
+        else []
+    )
+    detected = detect_requirements(request.source, request.local_modules, names, kinds)
+    try:
+        requirements = merge_requirements(detected, request.requirements)
+    except ValueError as exc:
+        raise ModelCheckError(str(exc)) from None
+    request.notes.append(describe(requirements))
+    return requirements
+
+
 def build_bundle(request: PublishRequest, directory: Path) -> Manifest:
     """Write model.py, weights, constants, state, shipped modules and manifest.json into
     ``directory`` after static checks."""
@@ -220,6 +238,7 @@ def build_bundle(request: PublishRequest, directory: Path) -> Manifest:
         names.append(MODULES_FILE)
         request.notes.append(f"Shipped local files: {', '.join(shipped)}")
     files = {name: file_entry(directory / name) for name in names}
+    requirements = _requirements(request, directory, names)
     sample: Sample | None = None
     kind = "unknown"
     if request.sample is not NO_SAMPLE:
@@ -242,7 +261,7 @@ def build_bundle(request: PublishRequest, directory: Path) -> Manifest:
         files=files,
         torch_version=torch.__version__,
         python_version=platform.python_version(),
-        requirements=list(request.requirements),
+        requirements=requirements,
         sample=sample,
         input_kind=kind,  # type: ignore[arg-type]
         batching=request.batching,
@@ -273,7 +292,30 @@ def publish(
         step("Rebuilding the model in a fresh Python process")
         report = rebuild_in_fresh_process(directory, device=request.device)
         explain_report(report, manifest)
+        _announce_environment(client, manifest, step)
         step(f"Uploading to {client.url}")
-        return client.upload_bundle(
+        result = client.upload_bundle(
             directory, create_token=create_token, force=force, progress=progress
         )
+    for warning in result.warnings:
+        step(f"Warning: {warning}")
+    if result.environment:
+        how = "reused" if result.environment.get("reused") else "built"
+        step(
+            f"The server {how} an environment for it: {', '.join(result.environment['requirements'])}"
+        )
+    return result
+
+
+def _announce_environment(client: Client, manifest: Manifest, step: Callable[[str], None]) -> None:
+    """Say before a long upload that the server will build an environment, and for what."""
+    if not manifest.requirements:
+        return
+    try:
+        plan = client.request(
+            "POST", "/v1/environments/check", json={"requirements": manifest.requirements}
+        ).json()
+    except Exception:
+        return  # an older server: the upload answers for itself
+    if plan.get("build"):
+        step(f"Building environment: {', '.join(manifest.requirements)} (on the server)")

@@ -69,7 +69,23 @@ def check_source(source: str, filename: str, class_name: str) -> None:
 def rebuild_in_fresh_process(
     directory: Path, *, device: str = "cpu", timeout: float = FRESH_TIMEOUT_S
 ) -> dict[str, Any]:
-    """Run ``inference.check_main`` in a new interpreter and return its report."""
+    """Run ``inference.check_main`` in a new interpreter and return its report.
+
+    The new interpreter is a child of the warm parent (``warm_check``) when one can be had:
+    forked before any model code ran, so it is as fresh as a new ``python``, without the
+    second or two of importing torch again.
+    """
+    if os.environ.get("EASYTENSOR_WARM_CHECK", "1") != "0":
+        from easytensor_jupyter.warm_check import shared_checker
+
+        warm = shared_checker().check(directory, device, timeout)
+        if warm is not None and warm.get("crashed"):
+            raise ModelCheckError(
+                "The fresh-process check crashed, or took longer than "
+                f"{timeout:g} s (does model.py do heavy work at import time?)"
+            )
+        if warm is not None:
+            return warm
     with tempfile.TemporaryDirectory(prefix="easytensor-check-") as tmp:
         report_path = Path(tmp) / "report.json"
         env = {k: v for k, v in os.environ.items() if not k.startswith("EASYTENSOR_")}

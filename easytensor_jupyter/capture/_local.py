@@ -9,6 +9,7 @@ They go into ``modules.zip``, which the worker puts first on ``sys.path``: the i
 from __future__ import annotations
 
 import ast
+import importlib.metadata as metadata
 import sys
 import zipfile
 from collections.abc import Iterable
@@ -19,6 +20,11 @@ from ._values import local_module_file
 __all__ = ["MAX_SHIPPED_BYTES", "find_local_modules", "local_top_level", "write_modules_zip"]
 
 MAX_SHIPPED_BYTES = 20 << 20
+
+
+def _distributed() -> frozenset[str]:
+    """Top-level modules that some installed distribution provides."""
+    return frozenset(metadata.packages_distributions())
 
 
 def _search_roots() -> list[Path]:
@@ -34,6 +40,8 @@ def local_top_level(module_name: str) -> Path | None:
     top = module_name.partition(".")[0]
     if top in sys.builtin_module_names or top in sys.stdlib_module_names:
         return None
+    if top in _distributed():
+        return None  # installed (with its metadata) somewhere on sys.path: a requirement
     file = local_module_file(top)
     if file is None:
         return None

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from easytensor_jupyter.bundle import Limits, Manifest
 from easytensor_jupyter.inference.api.auth import Authenticator, Principal
 from easytensor_jupyter.inference.backends.base import ServingBackend, WorkerSpec
+from easytensor_jupyter.inference.environments import ModelEnvironments
 from easytensor_jupyter.inference.metrics import Metrics
 from easytensor_jupyter.inference.options import ServeOptions
 from easytensor_jupyter.inference.store import Store
@@ -33,6 +34,7 @@ class AppState:
     pool: ServingBackend
     auth: Authenticator
     metrics: Metrics
+    envs: ModelEnvironments
     stats: dict[str, ModelStats] = field(default_factory=dict)
 
     @property
@@ -41,7 +43,9 @@ class AppState:
 
     def spec(self, model_id: str, version: int, manifest: Manifest) -> WorkerSpec:
         files = {name: self.store.blobs.path(e.sha256) for name, e in manifest.files.items()}
-        return WorkerSpec(model_id, version, files, manifest.to_json_bytes())
+        return WorkerSpec(
+            model_id, version, files, manifest.to_json_bytes(), self.envs.path_for(manifest)
+        )
 
     def stats_for(self, model_id: str) -> ModelStats:
         stats = self.stats.get(model_id)

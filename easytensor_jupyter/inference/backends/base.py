@@ -20,6 +20,13 @@ class WorkerSpec:
     version: int
     files: dict[str, Path]
     manifest_json: bytes
+    environment: Path | None = None
+    """The version's own environment (its ``bin/python`` runs the worker), or None for the
+    server's."""
+
+    @property
+    def python(self) -> str | None:
+        return str(self.environment / "bin" / "python") if self.environment else None
 
     @property
     def key(self) -> Key:
@@ -42,6 +49,15 @@ class ServingBackend(Protocol):
     def count(self) -> int: ...
 
     def replicas(self, key: Key) -> int: ...
+
+    def replica_list(self, key: Key) -> list[dict[str, Any]]:
+        """The replicas (or worker processes) of ``key``, in the shape of ``ReplicaOut``."""
+        ...
+
+    async def check_scaling(self, scaling: dict[str, Any]) -> str | None:
+        """Why these scaling settings cannot be met here (e.g. no node has the GPU asked
+        for), or None; asked before the settings are stored."""
+        ...
 
     def status(self, key: Key) -> VersionStatus: ...
 

@@ -15,16 +15,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import Any
 
 from easytensor_jupyter.inference.backends.base import Key, VersionStatus, WorkerSpec
 from easytensor_jupyter.inference.backends.errors import WorkerLoadError, WorkerTimeout
-from easytensor_jupyter.inference.backends.local.sandbox import SandboxPolicy
-from easytensor_jupyter.inference.backends.local.watchdog import MemoryWatchdog
+from easytensor_jupyter.inference.backends.local.sandbox import Sandbox
+from easytensor_jupyter.inference.backends.local.watchdog import Watchdog
 from easytensor_jupyter.inference.backends.local.worker import ExitReason, Worker
 from easytensor_jupyter.inference.metrics import Metrics
+from easytensor_jupyter.inference.runtime.protocol import MAX_OUTPUT_BYTES
 
 __all__ = ["WorkerPool"]
 
@@ -47,10 +50,12 @@ class WorkerPool:
         max_workers: int = 8,
         standby: bool = True,
         workers_per_model: int = 1,
-        sandbox: SandboxPolicy | None = None,
-        watchdog: MemoryWatchdog | None = None,
+        sandbox: Sandbox | None = None,
+        watchdog: Watchdog | None = None,
         scaling_of: Callable[[str], dict[str, Any] | None] | None = None,
+        max_output: int = MAX_OUTPUT_BYTES,
     ) -> None:
+        self.max_output = max_output
         self.scaling_of = scaling_of
         self._per_model: dict[str, int] = {}
         self.sandbox = sandbox
@@ -75,6 +80,8 @@ class WorkerPool:
         self._failed: dict[Key, dict[str, Any]] = {}
         self._all: set[Worker] = set()
         self._closing = False
+        self._born: dict[Worker, float] = {}
+        self._served: dict[Worker, int] = {}
 
     def count(self) -> int:
         """Live workers serving or loading a model (the standby one not counted)."""
@@ -85,6 +92,33 @@ class WorkerPool:
         first = self._workers.get(key)
         live = [w for w in [first, *self._siblings.get(key, ())] if w is not None]
         return sum(1 for w in live if w.state == "ready")
+
+    def replica_list(self, key: Key) -> list[dict[str, Any]]:
+        """The worker processes serving ``key``, one entry each (see ``ReplicaOut``)."""
+        first = self._workers.get(key)
+        rows = []
+        for w in [first, *self._siblings.get(key, ())]:
+            if w is None or w.state == "dead":
+                continue
+            pid = w.proc.pid if w.proc else None
+            born = datetime.fromtimestamp(self._born.get(w, time.time()), timezone.utc)
+            rows.append(
+                {
+                    "id": f"worker-{pid}",
+                    "node": socket.gethostname(),
+                    "node_ip": None,
+                    "state": {"ready": "running", "stopping": "stopping"}.get(w.state, "starting"),
+                    "started_at": born.isoformat(timespec="seconds"),
+                    "requests": self._served.get(w, 0),
+                    "device": w.device,
+                    "pid": pid,
+                }
+            )
+        return rows
+
+    async def check_scaling(self, scaling: dict[str, Any]) -> str | None:
+        """Any fixed count fits this machine (autoscaling is refused before asking)."""
+        return None
 
     def target(self, model_id: str) -> int:
         """How many workers a version of this model gets: its scaling, else ``--workers``."""
@@ -117,6 +151,8 @@ class WorkerPool:
 
     def _on_exit(self, worker: Worker, reason: ExitReason) -> None:
         self._all.discard(worker)
+        self._born.pop(worker, None)
+        self._served.pop(worker, None)
         if self._standby is worker:
             self._standby = None
         key = worker.spec.key
@@ -130,7 +166,7 @@ class WorkerPool:
             if ready:
                 self._workers[key] = ready[0]
                 siblings.remove(ready[0])  # type: ignore[union-attr]
-        counted = reason in ("crash", "timeout", "memory") and key[1] > 0
+        counted = reason in ("crash", "timeout", "memory", "output", "cpu") and key[1] > 0
         if counted and not self._closing:
             self.metrics.worker_restarts.labels(worker.spec.model_id, reason).inc()
 
@@ -143,8 +179,10 @@ class WorkerPool:
             on_exit=self._on_exit,
             sandbox=self.sandbox,
             watchdog=self.watchdog,
+            max_output=self.max_output,
         )
         self._all.add(worker)
+        self._born[worker] = time.time()
         return worker
 
     def _refill_standby(self) -> None:
@@ -183,7 +221,8 @@ class WorkerPool:
         if self._closing:
             raise WorkerLoadError({"stage": "worker", "message": "the server is stopping"})
         await self._make_room()
-        worker = await self._take_standby()
+        # A version with its own environment needs that environment's interpreter.
+        worker = await self._take_standby() if spec.environment is None else None
         try:
             if worker is not None:
                 await worker.assign(spec)
@@ -287,6 +326,7 @@ class WorkerPool:
         self, key: Key, spec: Callable[[], WorkerSpec], instances: list[Any]
     ) -> list[Any]:
         worker = await self.get(key, spec)
+        self._served[worker] = self._served.get(worker, 0) + 1
         return await worker.predict(instances, self.predict_timeout)
 
     async def stop_where(self, match: Callable[[Key], bool]) -> None:
@@ -337,6 +377,8 @@ class WorkerPool:
         await asyncio.gather(*(w.stop() for w in list(self._all)), return_exceptions=True)
         if self.watchdog is not None:
             await self.watchdog.close()
+        if self.sandbox is not None:
+            self.sandbox.close()
         for task in list(self._starting.values()):
             with contextlib.suppress(BaseException):
                 await task
