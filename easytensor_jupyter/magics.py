@@ -23,6 +23,7 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.display import display
 
 from easytensor_jupyter.summary import DeploySummary
+from easytensor_jupyter.token_keeper import TokenKeeper, notebook_token
 
 __all__ = ["EasyTensorMagics", "last_deployment", "load_magics", "unload_magics"]
 
@@ -127,13 +128,14 @@ class EasyTensorMagics(Magics):
         self.pending: dict[str, PendingCapture] = {}
         self.url: str | None = None
         self._client: Any = None
+        self.tokens = TokenKeeper()
 
     # -- connection -------------------------------------------------------------------------
     def client(self) -> Any:
         from easytensor_jupyter.client import Client
 
         if self._client is None:
-            self._client = Client.connect(self.url)
+            self._client = Client.connect(self.url, announce=print)
         return self._client
 
     # -- %%easytensor_model -----------------------------------------------------------------
@@ -267,14 +269,30 @@ class EasyTensorMagics(Magics):
         )
         try:
             client = self.client()
-            result = publish(request, client, force=force, progress=byte_progress, on_step=print)
+            result = publish(
+                request,
+                client,
+                create_token=False,
+                force=force,
+                progress=byte_progress,
+                on_step=print,
+            )
         except (ModelCheckError, EasyTensorError) as exc:
             raise UsageError(f"Nothing was uploaded. {exc}") from None
-        summary = DeploySummary.from_upload(result, client.endpoint(result.id), request.sample)
+        token, reused = notebook_token(self.tokens, client, result, self.ip)
+        summary = DeploySummary.from_upload(
+            result,
+            client.endpoint(result.id),
+            request.sample,
+            model=instance,
+            token=token,
+            token_reused=reused,
+            token_kept=token is not None,
+        )
         print(summary.text())
         _deployments.append(summary)
         if panel:
-            self._show_panel(result.id, result.query_token)
+            self._show_panel(result.id, token)
         return summary
 
     def _capture_with_instance(
@@ -344,77 +362,6 @@ class EasyTensorMagics(Magics):
             panel=not args.no_panel,
         )
 
-    @line_magic
-    def easytensor_models(self, line: str) -> None:
-        """List the models on the server in use."""
-        from easytensor_jupyter.client import EasyTensorError
-
-        try:
-            models = self.client().list_models()
-        except EasyTensorError as exc:
-            raise UsageError(str(exc)) from None
-        if not models:
-            print(f"No models on {self.client().url} yet.")
-            return
-        for m in models:
-            print(
-                f"{m['id']:34} {m['name'][:30]:30} v{m['default_version']} ({len(m['versions'])} versions) {m.get('status', '')}"
-            )
-
-    @magic_arguments()
-    @argument("action", nargs="?", default="status", help="status | start | stop | URL")
-    @line_magic
-    def easytensor_server(self, line: str) -> None:
-        """Show or change the server this notebook uses."""
-        from easytensor_jupyter import embedded
-        from easytensor_jupyter.client import Client, EasyTensorError
-
-        action = parse_line(self.easytensor_server, line).action
-        if action == "start":
-            info = embedded.ensure_server()
-            self.url, self._client = info.url, None
-            print(f"Embedded server running at {info.url}")
-        elif action == "stop":
-            stopped = embedded.stop_server()
-            self._client = None
-            print("Embedded server stopped." if stopped else "No embedded server is running.")
-        elif action == "status":
-            try:
-                client = self.client()
-                health = client.health()
-            except EasyTensorError as exc:
-                print(f"Not connected: {exc}")
-                return
-            print(
-                f"Server {client.url}: {health.get('status')}, {health.get('models', 0)} models, {health.get('workers', 0)} workers"
-            )
-        elif action.startswith(("http://", "https://")):
-            try:
-                Client(action).health()
-            except EasyTensorError as exc:
-                raise UsageError(
-                    f"{action} does not answer as an EasyTensor server: {exc}"
-                ) from None
-            self.url, self._client = action.rstrip("/"), None
-            print(f"Using {self.url}")
-        else:
-            raise UsageError(f"Unknown action {action!r}: use status, start, stop or a URL")
-
-    @magic_arguments()
-    @argument("model", help="model id or name")
-    @argument("--token", help="a query token to use instead of the admin key")
-    @line_magic
-    def easytensor_query(self, line: str) -> None:
-        """Show the query panel for a deployed model."""
-        from easytensor_jupyter.client import EasyTensorError
-
-        args = parse_line(self.easytensor_query, line)
-        try:
-            model = self.client().find_model(args.model)
-        except EasyTensorError as exc:
-            raise UsageError(str(exc)) from None
-        self._show_panel(model["id"], args.token)
-
     def close(self) -> None:
         self.recorder.uninstall()
 
@@ -422,7 +369,11 @@ class EasyTensorMagics(Magics):
 def load_magics(shell: InteractiveShell) -> None:
     if any(isinstance(m, EasyTensorMagics) for m in shell.magics_manager.registry.values()):
         return
-    shell.register_magics(EasyTensorMagics(shell))
+    from easytensor_jupyter.server_magics import ServerMagics
+
+    main = EasyTensorMagics(shell)
+    shell.register_magics(main)
+    shell.register_magics(ServerMagics(shell, main))
 
 
 def unload_magics(shell: InteractiveShell) -> None:

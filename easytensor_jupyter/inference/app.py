@@ -6,17 +6,16 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 
-from easytensor_jupyter import config
 from easytensor_jupyter._version import __version__
 from easytensor_jupyter.inference.api import models, predict, system, tokens
 from easytensor_jupyter.inference.api.auth import Authenticator
+from easytensor_jupyter.inference.api.bodies import PredictBodies
 from easytensor_jupyter.inference.api.errors import (
     OrjsonResponse,
     error_response,
@@ -25,9 +24,14 @@ from easytensor_jupyter.inference.api.errors import (
 from easytensor_jupyter.inference.api.upload import BodyLimitMiddleware
 from easytensor_jupyter.inference.backends.base import ServingBackend
 from easytensor_jupyter.inference.backends.local.pool import WorkerPool
-from easytensor_jupyter.inference.backends.local.sandbox import SandboxPolicy, build_policy
-from easytensor_jupyter.inference.backends.local.watchdog import MemoryWatchdog
+from easytensor_jupyter.inference.backends.local.sandbox import (
+    WORKER_FIELDS,
+    Sandbox,
+    sandbox_options,
+    watchdog_for,
+)
 from easytensor_jupyter.inference.backends.local.workdir import sweep_stale_dirs
+from easytensor_jupyter.inference.environments import ModelEnvironments, prune_environments
 from easytensor_jupyter.inference.metrics import Metrics, MetricsMiddleware
 from easytensor_jupyter.inference.options import ServeOptions
 from easytensor_jupyter.inference.state import AppState
@@ -69,11 +73,16 @@ async def _conflict(request: Request, exc: Exception) -> Response:
 
 
 async def _housekeeping(state: AppState) -> None:
-    """Unload idle workers and write token usage, a few times per idle period."""
+    """Unload idle workers and write token usage, a few times per idle period; once, soon
+    after start, drop model environments that no stored version uses."""
     tick = max(0.2, min(state.settings.idle_unload / 4, 10.0))
+    pruned = False
     while True:
         await asyncio.sleep(tick)
         try:
+            if not pruned:
+                pruned = True
+                await asyncio.to_thread(prune_environments, state)
             await state.pool.reap_idle()
             if state.auth.last_used:
                 await asyncio.to_thread(state.auth.flush_last_used)
@@ -81,20 +90,13 @@ async def _housekeeping(state: AppState) -> None:
             log.exception("housekeeping failed")
 
 
-def _sandbox(settings: ServeOptions, store: Path) -> SandboxPolicy | None:
-    if not settings.sandbox:
-        return None
-    return build_policy(
-        store=store,
-        home=config.home(),
-        user=settings.worker_user,
-        network=settings.worker_network,
-        max_files=settings.worker_max_files,
-        cpu_seconds=settings.worker_cpu_seconds,
-    )
+def worker_settings(settings: ServeOptions) -> dict[str, Any]:
+    """The worker sandbox's settings as plain data (what a Ray replica receives too)."""
+    return {name: getattr(settings, name) for name in WORKER_FIELDS}
 
 
 def _local_pool(settings: ServeOptions, store: Store, metrics: Metrics) -> WorkerPool:
+    resolved = sandbox_options(worker_settings(settings))
     return WorkerPool(
         predict_timeout=settings.predict_timeout,
         load_timeout=settings.load_timeout,
@@ -105,13 +107,10 @@ def _local_pool(settings: ServeOptions, store: Store, metrics: Metrics) -> Worke
         max_workers=settings.max_workers,
         workers_per_model=settings.workers_per_model,
         standby=settings.standby,
-        sandbox=_sandbox(settings, store.root),
-        watchdog=(
-            MemoryWatchdog(int(settings.worker_memory_mb * (1 << 20)))
-            if settings.worker_memory_mb
-            else None
-        ),
+        sandbox=Sandbox(resolved) if settings.sandbox else None,
+        watchdog=watchdog_for(resolved),
         scaling_of=_scaling_lookup(store),
+        max_output=int(resolved.max_output_mb * (1 << 20)),
     )
 
 
@@ -136,16 +135,15 @@ def _ray_backend(settings: ServeOptions, store: Store) -> ServingBackend:
         "max_pending": 256,
         "namespace": settings.ray_namespace,
         "sandbox": settings.sandbox,
-        "worker_user": settings.worker_user,
-        "worker_network": settings.worker_network,
-        "worker_max_files": settings.worker_max_files,
-        "worker_cpu_seconds": settings.worker_cpu_seconds,
+        "worker": worker_settings(settings),
     }
     options = RayOptions(
         address=settings.ray_address,
         namespace=settings.ray_namespace,
         replica_cpus=settings.ray_replica_cpus,
         max_replicas_per_node=settings.ray_max_replicas_per_node,
+        placement=settings.ray_placement,
+        route=settings.ray_route,
         replica=replica,
     )
     return RayBackend(
@@ -168,7 +166,8 @@ def create_app(settings: ServeOptions, store: Store, admin_key: str) -> FastAPI:
     else:
         pool = _local_pool(settings, store, metrics)
     metrics.track_workers(pool.count)
-    state = AppState(settings, store, pool, Authenticator(admin_key, store), metrics)
+    envs = ModelEnvironments(settings, store.root)
+    state = AppState(settings, store, pool, Authenticator(admin_key, store), metrics, envs)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -192,6 +191,7 @@ def create_app(settings: ServeOptions, store: Store, admin_key: str) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.easytensor = state
+    app.state.bodies = bodies = PredictBodies(settings)
     install_error_handlers(app)
     app.add_exception_handler(NotFoundError, _not_found)
     app.add_exception_handler(ConflictError, _conflict)
@@ -203,6 +203,7 @@ def create_app(settings: ServeOptions, store: Store, admin_key: str) -> FastAPI:
         BodyLimitMiddleware,
         max_bytes=settings.max_body_bytes,
         upload_max_bytes=settings.max_upload_bytes,
+        budget=bodies.budget,
     )
     if settings.cors_origins:
         app.add_middleware(

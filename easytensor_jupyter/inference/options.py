@@ -37,17 +37,44 @@ class ServeOptions:
     workers_per_model: int = 1
     standby: bool = True
     sandbox: bool = True
-    worker_user: str | None = "nobody"
+    worker_uids: tuple[int, int] = (0x70000000, 0x7000FFFF)
     worker_network: bool = False
+    # None: half the machine's memory; 0: no limit.
     worker_memory_mb: float | None = None
+    worker_idle_cpu: float = 5.0
+    # None: the worker's --threads cores; 0: no quota.
+    worker_cpus: float | None = None
     worker_cpu_seconds: int | None = None
     worker_max_files: int = 1024
+    worker_max_procs: int = 256
+    worker_tmp_mb: float = 256.0
+    worker_max_output_mb: float = 64.0
+    worker_env: tuple[str, ...] = field(default_factory=tuple)
+    worker_bind: tuple[str, ...] = field(default_factory=tuple)
     backend: Literal["local", "ray"] = "local"
     ray_address: str | None = None
     ray_namespace: str = "easytensor"
     ray_replica_cpus: float = 1.0
     ray_max_replicas_per_node: int | None = None
+    ray_placement: Literal["spread", "pack"] = "spread"
+    ray_route: Literal["direct", "handle"] = "direct"
     threads: int = field(default_factory=default_threads)
+    # Bounds on what clients may cost the server (docs/reliability.md, "Limits").
+    max_decoded_mb: float = 512.0
+    max_json_items: int = 10_000_000
+    max_json_depth: int = 64
+    max_instances: int = 100_000
+    max_inflight_mb: float = 1024.0
+    allowed_hosts: tuple[str, ...] = field(default_factory=tuple)
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    idle_timeout: float = 5.0
+    max_connections: int = 1000
+    # Per-model environments (docs/environments in the README): built with uv when a version
+    # pins packages the server lacks.
+    model_envs: bool = True
+    package_index: str | None = None
+    find_links: tuple[str, ...] = field(default_factory=tuple)
 
     @property
     def max_body_bytes(self) -> int:

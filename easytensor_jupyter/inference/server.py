@@ -17,14 +17,20 @@ import socket
 import sys
 from collections.abc import Generator
 from pathlib import Path
+from typing import Any
 
 import uvicorn
+from fastapi import FastAPI
+from starlette.types import ASGIApp
 
-from easytensor_jupyter import config
+from easytensor_jupyter import config, servers
 from easytensor_jupyter.inference.api.fastpath import PredictFastPath
-from easytensor_jupyter.inference.app import create_app
+from easytensor_jupyter.inference.api.hosts import HostCheck, HostRule
+from easytensor_jupyter.inference.app import create_app, worker_settings
 from easytensor_jupyter.inference.backends.base import ServingBackend
-from easytensor_jupyter.inference.backends.local.sandbox import resolve_user
+from easytensor_jupyter.inference.backends.local.pool import WorkerPool
+from easytensor_jupyter.inference.backends.local.protections import describe, startup_lines
+from easytensor_jupyter.inference.backends.local.sandbox import sandbox_options, validate
 from easytensor_jupyter.inference.options import ServeOptions
 from easytensor_jupyter.inference.store import ConflictError, RegistryError, Store
 from easytensor_jupyter.inference.store.blobs import StoreFull
@@ -115,9 +121,12 @@ async def _serve(server: uvicorn.Server, sock: socket.socket, options: ServeOpti
     port = sock.getsockname()[1]
     url = _url(options.host, port)
     watcher = None
+    store = str(options.store or config.default_store())
+    record = servers.register(
+        url, store=store, embedded=options.embedded, owner_pid=options.owner_pid
+    )
     try:
         if options.embedded:
-            store = str(options.store or config.default_store())
             info = config.ServerInfo(
                 url=url, pid=os.getpid(), store=store, owner_pid=options.owner_pid
             )
@@ -129,6 +138,7 @@ async def _serve(server: uvicorn.Server, sock: socket.socket, options: ServeOpti
     finally:
         if watcher is not None:
             watcher.cancel()
+        servers.unregister(record)
         if options.embedded:
             config.remove_server_info(os.getpid())
 
@@ -147,6 +157,44 @@ def _connect_ray(backend: ServingBackend, options: ServeOptions) -> bool:
     return True
 
 
+def _http_stack(app: FastAPI, options: ServeOptions) -> tuple[ASGIApp, Any]:
+    """The ASGI entry (Host check, then the predict fast path, then FastAPI) and the HTTP
+    protocol that enforces the connection limits."""
+    # Predictions go round FastAPI's whole stack (see fastpath's docstring for why).
+    fast = PredictFastPath(app, app.state.easytensor, app.state.bodies)
+    rule = HostRule(options.host, options.allowed_hosts)
+    if rule.open:
+        log.warning(
+            "--allowed-host '*': any Host is answered, so a web page open in a browser on "
+            "this machine can read this server through DNS rebinding"
+        )
+    entry = HostCheck(fast, rule)
+    if importlib.util.find_spec("httptools") is None:
+        log.warning("httptools is missing: no header or body timeouts and no connection cap")
+        return entry, "h11"
+    from easytensor_jupyter.inference.connections import (
+        ConnectionLimits,
+        fit_open_files,
+        guarded_protocol,
+    )
+
+    limits = dataclasses.replace(
+        ConnectionLimits.of(options), max_connections=fit_open_files(options.max_connections)
+    )
+    return entry, guarded_protocol(limits)
+
+
+def _report_sandbox(backend: ServingBackend, options: ServeOptions) -> None:
+    """Say at start which worker protections hold here, and why any does not."""
+    if not isinstance(backend, WorkerPool):
+        _say("Sandbox: each Ray replica confines its worker as its node allows (see its log)")
+        return
+    box = backend.sandbox
+    resolved = box.options if box is not None else sandbox_options(worker_settings(options))
+    for line in startup_lines(describe(box, resolved)):
+        _say(line)
+
+
 def run(options: ServeOptions) -> int:
     logging.basicConfig(
         level=options.log_level.upper(), format="easytensor %(levelname)s: %(message)s"
@@ -156,10 +204,9 @@ def run(options: ServeOptions) -> int:
         return 1
     store_path = (options.store or config.default_store()).expanduser().resolve()
     admin_key = _announce_key(options.embedded)
-    try:
-        resolve_user(options.worker_user if options.sandbox else None)
-    except ValueError as exc:
-        print(str(exc), file=sys.stderr)
+    problem = validate(worker_settings(options))
+    if problem:
+        print(problem, file=sys.stderr)
         return 1
     try:
         store = Store(store_path, options.db)
@@ -187,19 +234,20 @@ def run(options: ServeOptions) -> int:
     if options.backend == "ray" and not _connect_ray(app.state.easytensor.pool, options):
         sock.close()
         return 1
+    _report_sandbox(app.state.easytensor.pool, settings)
     has_uvloop = importlib.util.find_spec("uvloop") is not None
-    has_httptools = importlib.util.find_spec("httptools") is not None
-    # Predictions go round FastAPI's whole stack (see fastpath's docstring for why).
-    fast = PredictFastPath(app, app.state.easytensor, settings.max_body_bytes)
+    entry, http = _http_stack(app, settings)
     uv_config = uvicorn.Config(
-        fast,
+        entry,
         loop="uvloop" if has_uvloop else "asyncio",
-        http="httptools" if has_httptools else "h11",
+        http=http,
+        ws="none",
         lifespan="on",
         log_level=options.log_level,
         access_log=False,
         server_header=False,
         timeout_graceful_shutdown=3,
+        timeout_keep_alive=max(1, round(options.idle_timeout)),
     )
     server = _Server(uv_config)
     loop_factory = uv_config.get_loop_factory()

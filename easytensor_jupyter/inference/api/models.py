@@ -15,8 +15,11 @@ from easytensor_jupyter.inference.api.schemas import (
     BlobQuery,
     BlobsMissing,
     DefaultVersionIn,
+    EnvironmentPlan,
     ModelList,
     ModelOut,
+    ReplicaOut,
+    RequirementsIn,
     SampleOut,
     ScalingIn,
     StatsOut,
@@ -26,6 +29,7 @@ from easytensor_jupyter.inference.api.schemas import (
 from easytensor_jupyter.inference.api.upload import receive_bundle
 from easytensor_jupyter.inference.backends.base import Loaded, WorkerSpec
 from easytensor_jupyter.inference.backends.errors import WorkerLoadError
+from easytensor_jupyter.inference.environments import Prepared, prune_environments
 from easytensor_jupyter.inference.state import AppState, ModelStats, get_state, require_admin
 from easytensor_jupyter.inference.store import CreateResult, ModelRecord, VersionRecord
 
@@ -62,6 +66,7 @@ def _version_view(state: AppState, v: VersionRecord) -> VersionOut:
         torch_version=m.torch_version,
         python_version=m.python_version,
         requirements=m.requirements,
+        environment=state.envs.status(m)["environment"],
     )
 
 
@@ -80,12 +85,15 @@ def model_view(state: AppState, record: ModelRecord, base_url: str) -> ModelOut:
         scaling=ScalingIn.model_validate(record.scaling or {"replicas": 1}),
         backend="ray" if state.pool.name == "ray" else "local",
         replicas_running=state.pool.replicas((record.id, record.default_version)),
+        replicas=[
+            ReplicaOut(**r) for r in state.pool.replica_list((record.id, record.default_version))
+        ],
     )
 
 
-async def _load_check(state: AppState, manifest: Manifest) -> Loaded:
+async def _load_check(state: AppState, manifest: Manifest, env: Prepared) -> Loaded:
     files = {name: state.store.blobs.path(e.sha256) for name, e in manifest.files.items()}
-    spec = WorkerSpec(manifest.name, 0, files, manifest.to_json_bytes())
+    spec = WorkerSpec(manifest.name, 0, files, manifest.to_json_bytes(), env.path)
     try:
         return await state.pool.launch(spec)
     except WorkerLoadError as exc:
@@ -99,13 +107,13 @@ async def _load_check(state: AppState, manifest: Manifest) -> Loaded:
         ) from None
 
 
-async def _publish(state: AppState, manifest: Manifest, force: bool) -> CreateResult:
+async def _publish(state: AppState, manifest: Manifest, force: bool, env: Prepared) -> CreateResult:
     """Load-check the bundle in a worker, then create the version; the worker stays warm."""
     if not force:
         same = state.store.find_unchanged(manifest)
         if same is not None:
             return same
-    worker = await _load_check(state, manifest)
+    worker = await _load_check(state, manifest, env)
     try:
         result = await asyncio.to_thread(state.store.create_version, manifest, force)
     except BaseException:
@@ -148,7 +156,8 @@ async def upload_model(
         raise
     state.metrics.bytes_received.inc(received.bytes_received)
     try:
-        result = await _publish(state, received.manifest, force)
+        env = await state.envs.prepare(received.manifest)
+        result = await _publish(state, received.manifest, force, env)
     except BaseException:
         state.metrics.uploads.labels("rejected").inc()
         sink.release()
@@ -159,7 +168,8 @@ async def upload_model(
     token = None
     if create_token:
         token = new_query_token()
-        await asyncio.to_thread(state.store.add_token, result.model_id, hash_token(token))
+        label = f"upload of v{result.version}"
+        await asyncio.to_thread(state.store.add_token, result.model_id, hash_token(token), label)
     body = UploadOut(
         id=result.model_id,
         name=result.name,
@@ -168,8 +178,22 @@ async def upload_model(
         unchanged=result.unchanged,
         received=received.received,
         reused=received.reused,
+        warnings=env.warnings,
+        environment=env.environment,
     )
     return json_response(body, 200 if result.unchanged else 201)
+
+
+@router.post(
+    "/v1/environments/check",
+    response_model=EnvironmentPlan,
+    responses=error_responses(400, 401, 403, 413, 422),
+    summary="What a version with these pinned requirements would need on this server",
+)
+async def check_environment(request: Request, body: RequirementsIn) -> Response:
+    state = get_state(request)
+    plan = await asyncio.to_thread(state.envs.plan, body.requirements)
+    return json_response(EnvironmentPlan(**plan))
 
 
 @router.post(
@@ -222,6 +246,7 @@ async def delete_model(request: Request, model_id: str = ModelId) -> Response:
     await asyncio.to_thread(state.store.delete_model, model_id)
     await state.pool.stop_model(model_id)
     state.stats.pop(model_id, None)
+    await asyncio.to_thread(prune_environments, state)
     return Response(status_code=204)
 
 
@@ -241,6 +266,7 @@ async def delete_version(
     await state.pool.stop_model(model_id, None if what == "model" else version)
     if what == "model":
         state.stats.pop(model_id, None)
+    await asyncio.to_thread(prune_environments, state)
     return Response(status_code=204)
 
 
@@ -263,7 +289,8 @@ async def set_default(
     "/v1/models/{model_id}/scaling",
     response_model=ModelOut,
     responses=error_responses(400, 401, 403, 404, 422),
-    summary="Set the model's replicas: a fixed count, or autoscaling bounds (Ray backend)",
+    summary="Set the model's replicas: a fixed count, or autoscaling bounds, and what each "
+    "replica needs (CPUs, GPUs, custom resources; Ray backend)",
 )
 async def set_scaling(request: Request, body: ScalingIn, model_id: str = ModelId) -> Response:
     state = get_state(request)
@@ -274,7 +301,18 @@ async def set_scaling(request: Request, body: ScalingIn, model_id: str = ModelId
             "autoscaling needs the Ray backend (easytensor serve --backend ray); "
             "the local backend takes a fixed number of replicas",
         )
-    scaling = body.model_dump(exclude_none=True)
+    if body.needs() and state.pool.name != "ray":
+        raise APIError(
+            422,
+            "scaling_unsupported",
+            f"{', '.join(body.needs())} per replica need the Ray backend "
+            "(easytensor serve --backend ray); the local backend runs workers on --device",
+        )
+    current = await asyncio.to_thread(state.store.get_model, model_id)
+    scaling = body.merged_into(current.scaling)
+    problem = await state.pool.check_scaling(scaling)
+    if problem:
+        raise APIError(422, "no_matching_node", problem)
     await asyncio.to_thread(state.store.set_scaling, model_id, scaling)
     await state.pool.apply_scaling(model_id, scaling)
     record = state.store.get_model(model_id)
