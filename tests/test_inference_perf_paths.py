@@ -20,11 +20,14 @@ from easytensor_jupyter.inference.runtime.protocol import decode_body, encode_re
 
 PID_SOURCE = textwrap.dedent(
     """
-    import os
     import time
+    import uuid
 
     import torch
     from torch import nn
+
+    # In its own PID namespace every worker is pid 2: tell the processes apart another way.
+    PROCESS = uuid.uuid4().hex
 
 
     class Pid(nn.Module):
@@ -34,7 +37,7 @@ PID_SOURCE = textwrap.dedent(
 
         def predict_single(self, x):
             time.sleep(0.05)
-            return {"pid": os.getpid(), "x": x}
+            return {"pid": PROCESS, "x": x}
     """
 )
 
@@ -182,7 +185,7 @@ def test_two_workers_share_the_load(
     )
     assert upload.status_code == 201, upload.text
     model_id = upload.json()["id"]
-    seen: set[int] = set()
+    seen: set[str] = set()
     deadline = time.monotonic() + 60
     while len(seen) < 2 and time.monotonic() < deadline:
         with ThreadPoolExecutor(8) as pool:

@@ -28,7 +28,7 @@ LabelBody = Body(None, description='Optional: where the token is made, as {"labe
     "/v1/models/{model_id}/tokens",
     status_code=201,
     response_model=TokenCreated,
-    responses=error_responses(401, 403, 404, 422),
+    responses=error_responses(400, 401, 403, 404, 413, 422),
     summary="Create a query token for a model (the secret is shown only in this answer)",
 )
 async def create_token(
