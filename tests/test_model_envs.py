@@ -127,6 +127,7 @@ def test_a_model_gets_its_environment_built_reused_and_separate_for_other_pins(
     model = requests.get(f"{server.url}/v1/models/{report['id']}", headers=server.admin, timeout=10)
     versions = model.json()["versions"]
     assert {v["environment"] for v in versions} == {"ready"}
+    assert all(v["warnings"] == [] for v in versions)
     assert [v["requirements"] for v in versions][-1] == ["etdemo-shout==2.0.0"]
 
 

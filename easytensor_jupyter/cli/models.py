@@ -208,6 +208,7 @@ def _show(args: argparse.Namespace) -> int:
         )
         pins = ", ".join(v.get("requirements") or []) or "none beyond torch"
         lines.append(f"      requirements: {pins}; environment: {v.get('environment', 'server')}")
+        lines += [f"      warning: {w}" for w in v.get("warnings") or []]
     emit(args, model, "\n".join(lines))
     return 0
 

@@ -21,6 +21,7 @@ export interface IModelVersion {
   status: ModelStatus;
   requirements?: string[];
   environment?: 'server' | 'ready' | 'building' | 'missing';
+  warnings?: string[];
 }
 
 export interface IModelStats {

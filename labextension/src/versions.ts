@@ -92,5 +92,6 @@ export function environmentText(v: IModelVersion): string {
   const pins = v.requirements?.length
     ? v.requirements.join(', ')
     : 'no pins beyond torch';
-  return `${pins} · ${ENVIRONMENTS[v.environment ?? 'server']}`;
+  const warnings = (v.warnings ?? []).map(w => ` · warning: ${w}`).join('');
+  return `${pins} · ${ENVIRONMENTS[v.environment ?? 'server']}${warnings}`;
 }

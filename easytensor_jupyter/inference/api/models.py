@@ -32,6 +32,7 @@ from easytensor_jupyter.inference.backends.errors import WorkerLoadError
 from easytensor_jupyter.inference.environments import Prepared, prune_environments
 from easytensor_jupyter.inference.state import AppState, ModelStats, get_state, require_admin
 from easytensor_jupyter.inference.store import CreateResult, ModelRecord, VersionRecord
+from easytensor_jupyter.requirements import runtime_warnings
 
 __all__ = ["model_view", "router"]
 
@@ -67,6 +68,7 @@ def _version_view(state: AppState, v: VersionRecord) -> VersionOut:
         python_version=m.python_version,
         requirements=m.requirements,
         environment=state.envs.status(m)["environment"],
+        warnings=runtime_warnings(m.python_version, m.torch_version),
     )
 
 

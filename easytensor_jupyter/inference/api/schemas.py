@@ -75,6 +75,10 @@ class VersionOut(BaseModel):
         description="Where the version runs: the server's own environment, or its own one "
         "(ready, or still building), or 'missing' when the server lacks its requirements",
     )
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="Python or torch here differ (major.minor) from the notebook's",
+    )
 
 
 class AutoscalingIn(BaseModel):

@@ -18,6 +18,15 @@ describe('environmentText', () => {
     );
   });
 
+  it('shows a Python or torch difference as a warning', () => {
+    const v = version(4, {
+      warnings: ['the notebook ran torch 2.5.1; the server runs torch 2.13.0']
+    });
+    expect(environmentText(v)).toContain(
+      'warning: the notebook ran torch 2.5.1; the server runs torch 2.13.0'
+    );
+  });
+
   it('names a version whose requirements the server lacks', () => {
     const v = version(3, {
       requirements: ['etdemo==1'],
