@@ -114,14 +114,9 @@ class ModelEnvironments:
         }
         return prepared
 
-    def python_for(self, manifest: Manifest) -> str | None:
-        """The interpreter a version's workers run: its environment's, or the server's (None)."""
-        if self.builder is None or not self.gaps(manifest.requirements):
-            return None
-        env = self.builder.find(manifest.requirements)
-        return env.python if env is not None else None
-
     def path_for(self, manifest: Manifest) -> Path | None:
+        """The environment a version's workers run (its ``bin/python``), or None for the
+        server's own."""
         if self.builder is None or not self.gaps(manifest.requirements):
             return None
         env = self.builder.find(manifest.requirements)
