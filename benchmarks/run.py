@@ -360,15 +360,24 @@ def request_body_instance() -> Any:
     return sample_instance("cnn")
 
 
+# The client's peak RSS is sampled, not read from ru_maxrss: Linux keeps that across exec, so
+# it would report the benchmark's own memory at the fork.
 _CLIENT_UPLOAD = """
-import resource, sys, time
+import os, sys, threading, time
 from pathlib import Path
 from easytensor_jupyter.client import Client
+peak = [0]
+def sample():
+    while True:
+        with open("/proc/self/statm") as fh:
+            peak[0] = max(peak[0], int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE"))
+        time.sleep(0.01)
+threading.Thread(target=sample, daemon=True).start()
 client = Client(sys.argv[1], sys.argv[2], timeout=900)
 started = time.perf_counter()
 client.upload_bundle(Path(sys.argv[3]))
 elapsed = time.perf_counter() - started
-print(elapsed, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+print(elapsed, peak[0])
 """
 
 

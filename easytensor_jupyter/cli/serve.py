@@ -308,6 +308,14 @@ def add_parser(sub: Any) -> None:
         help="do not keep a spare worker with torch imported (saves memory, slower loads)",
     )
     parser.add_argument(
+        "--warm-start",
+        type=int,
+        default=4,
+        metavar="N",
+        help="load the default versions of the N most recently deployed models at start, so "
+        "the first queries after a restart find them warm; 0 turns it off (default 4)",
+    )
+    parser.add_argument(
         "--embedded",
         action="store_true",
         help="write $EASYTENSOR_HOME/server.json so local clients find this server",
@@ -405,6 +413,7 @@ def _run(args: argparse.Namespace) -> int:
         max_workers=max(1, args.max_workers),
         workers_per_model=max(1, args.workers),
         standby=not args.no_standby,
+        warm_start=max(0, args.warm_start),
         sandbox=not args.no_worker_sandbox,
         worker_uids=args.worker_uids,
         worker_network=args.worker_network,

@@ -42,6 +42,7 @@ from easytensor_jupyter.inference.store import (
     Store,
 )
 from easytensor_jupyter.inference.store.blobs import StoreFull
+from easytensor_jupyter.inference.warmup import warm_defaults
 
 __all__ = ["create_app"]
 
@@ -173,12 +174,14 @@ def create_app(settings: ServeOptions, store: Store, admin_key: str) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(sweep_stale_dirs)
         task = asyncio.create_task(_housekeeping(state))
+        warming = asyncio.create_task(warm_defaults(state))
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for background in (warming, task):
+                background.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await background
             await pool.close()
             with contextlib.suppress(Exception):
                 state.auth.flush_last_used()

@@ -36,6 +36,8 @@ class ServeOptions:
     max_workers: int = 8
     workers_per_model: int = 1
     standby: bool = True
+    # Default versions loaded when the server starts, most recently deployed first.
+    warm_start: int = 4
     sandbox: bool = True
     worker_uids: tuple[int, int] = (0x70000000, 0x7000FFFF)
     worker_network: bool = False

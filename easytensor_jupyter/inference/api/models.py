@@ -32,6 +32,7 @@ from easytensor_jupyter.inference.backends.errors import WorkerLoadError
 from easytensor_jupyter.inference.environments import Prepared, prune_environments
 from easytensor_jupyter.inference.state import AppState, ModelStats, get_state, require_admin
 from easytensor_jupyter.inference.store import CreateResult, ModelRecord, VersionRecord
+from easytensor_jupyter.inference.warmup import warm_later
 from easytensor_jupyter.requirements import runtime_warnings
 
 __all__ = ["model_view", "router"]
@@ -114,6 +115,7 @@ async def _publish(state: AppState, manifest: Manifest, force: bool, env: Prepar
     if not force:
         same = state.store.find_unchanged(manifest)
         if same is not None:
+            warm_later(state, same.model_id, same.version)
             return same
     worker = await _load_check(state, manifest, env)
     try:

@@ -19,7 +19,6 @@ from typing import Any
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_model
 
 from easytensor_jupyter.bundle import MODEL_FILE, WEIGHTS_FILE, Manifest
 from easytensor_jupyter.inference.runtime.restore import (
@@ -27,6 +26,7 @@ from easytensor_jupyter.inference.runtime.restore import (
     apply_saved_dtypes,
     apply_state,
 )
+from easytensor_jupyter.inference.runtime.weights import load_weights
 from easytensor_jupyter.state import StateLoadError, reader_for
 
 __all__ = [
@@ -240,7 +240,7 @@ def load_bundle_dir(directory: Path, manifest: Manifest, device: str = "cpu") ->
     try:
         apply_saved_dtypes(model, weights)
         model.to(device)
-        load_model(model, str(weights), strict=True, device=device)
+        load_weights(model, weights, device)
     except Exception as exc:
         raise LoadError("weights", f"loading weights failed: {exc}", _traceback_tail(exc)) from None
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import queue
 import re
 import tempfile
 import threading
@@ -23,6 +24,8 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 _FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+_QUEUED_CHUNKS = 8
+_FLUSH_BYTES = 64 << 20
 
 
 class StoreFull(Exception):
@@ -131,28 +134,70 @@ class BlobStore:
 
 
 class BlobFileWriter:
-    """One blob being received: a temp file in the store, renamed into place on ``commit``."""
+    """One blob being received: a temp file in the store, renamed into place on ``commit``.
+
+    A thread of its own writes the chunks, so the receiving thread goes on hashing while the
+    previous chunks reach the file, and it flushes every ``_FLUSH_BYTES`` so the disk works
+    during the upload rather than all at once in the final fsync.
+    """
 
     def __init__(self, store: BlobStore) -> None:
         self.store = store
         fd, name = tempfile.mkstemp(prefix="blob-", suffix=".tmp", dir=store.tmp_dir)
         self.tmp = Path(name)
         self.fh = os.fdopen(fd, "wb", buffering=0)
+        self._queue: queue.Queue[bytes | None] = queue.Queue(_QUEUED_CHUNKS)
+        self._failure: BaseException | None = None
+        self._thread: threading.Thread | None = None
+
+    def _drain(self) -> None:
+        unflushed = 0
+        while (chunk := self._queue.get()) is not None:
+            if self._failure is not None:
+                continue
+            try:
+                view = memoryview(chunk)
+                while view:
+                    written = self.fh.write(view)
+                    view = view[written or 0 :]
+                unflushed += len(chunk)
+                if unflushed >= _FLUSH_BYTES:
+                    os.fdatasync(self.fh.fileno())
+                    unflushed = 0
+            except BaseException as exc:
+                self._failure = exc
+
+    def _check(self) -> None:
+        if self._failure is not None:
+            raise self._failure
 
     def write(self, chunk: bytes) -> None:
-        view = memoryview(chunk)
-        while view:
-            written = self.fh.write(view)
-            view = view[written or 0 :]
+        self._check()
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._drain, name="easytensor-blob-writer", daemon=True
+            )
+            self._thread.start()
+        self._queue.put(bytes(chunk))
+
+    def _finish(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
 
     def commit(self, sha256: str) -> None:
         """Publish under ``sha256`` (pinned for the caller, who must unpin it)."""
+        self._finish()
+        self._check()
         os.fsync(self.fh.fileno())
         self.fh.close()
         self.tmp.chmod(0o444)
         self.store._publish(self.tmp, sha256)
 
     def abort(self) -> None:
+        with contextlib.suppress(BaseException):
+            self._finish()
         with contextlib.suppress(OSError):
             self.fh.close()
         with contextlib.suppress(OSError):

@@ -307,6 +307,9 @@ class WorkerPool:
             self._starting[key] = task
         return await asyncio.shield(task)
 
+    async def warm(self, key: Key, spec: Callable[[], WorkerSpec]) -> None:
+        await self.get(key, spec)
+
     async def _start(self, key: Key, spec: WorkerSpec) -> Worker:
         try:
             worker = await self.launch(spec)

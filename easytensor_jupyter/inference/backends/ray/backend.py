@@ -271,6 +271,10 @@ class RayBackend:
                 f"the model's deployment is gone ({exc}); it is redeployed on retry"
             ) from None
 
+    async def warm(self, key: Key, spec: Callable[[], WorkerSpec]) -> None:
+        if key not in self._apps:
+            await self._ensure(key, spec)
+
     async def _ensure(self, key: Key, spec: Callable[[], WorkerSpec]) -> RayDeployment:
         task = self._starting.get(key)
         if task is None:
