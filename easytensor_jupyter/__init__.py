@@ -33,6 +33,9 @@ def load_ipython_extension(shell: InteractiveShell) -> None:
 
         # Import torch in the warm parent now, while the user writes the model.
         shared_checker().start_in_background()
+    from easytensor_jupyter.embedded import start_early
+
+    start_early()
 
 
 def unload_ipython_extension(shell: InteractiveShell) -> None:

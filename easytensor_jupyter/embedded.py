@@ -7,9 +7,11 @@ nothing behind; a file lock stops two kernels starting two servers at once.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,9 +21,16 @@ import requests
 
 from easytensor_jupyter import config, servers
 
-__all__ = ["EmbeddedServerError", "ensure_server", "running_server", "stop_server"]
+__all__ = [
+    "EmbeddedServerError",
+    "ensure_server",
+    "running_server",
+    "start_early",
+    "stop_server",
+]
 
 START_TIMEOUT_S = 60.0
+log = logging.getLogger("easytensor")
 
 
 class EmbeddedServerError(RuntimeError):
@@ -73,6 +82,30 @@ def ensure_server(
         if info is not None:
             return info
         return _start(base, owner_pid or os.getpid(), owner or servers.default_owner(), timeout)
+
+
+def start_early() -> threading.Thread | None:
+    """Start the embedded server in the background when nothing else would serve this kernel.
+
+    Called at ``%load_ext``: the server (and its spare worker) then imports torch while the
+    user writes the model, and the first deploy finds it up. A failure here is not reported:
+    the first deploy starts the server again and reports that attempt's error.
+    """
+    if os.environ.get("EASYTENSOR_EARLY_SERVER", "1") == "0":
+        return None
+
+    def start() -> None:
+        from easytensor_jupyter.client import resolve_server
+
+        try:
+            if resolve_server() is None:
+                ensure_server()
+        except Exception as exc:
+            log.debug("the embedded server did not start early: %s", exc)
+
+    thread = threading.Thread(target=start, name="easytensor-early-server", daemon=True)
+    thread.start()
+    return thread
 
 
 def _start(base: Path, owner_pid: int, owner: str, timeout: float) -> config.ServerInfo:

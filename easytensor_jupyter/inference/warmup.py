@@ -51,6 +51,7 @@ def _wanted(state: AppState, models: list[ModelRecord]) -> list[tuple[Key, Model
 async def warm_defaults(state: AppState) -> list[Key]:
     """Load what ``_wanted`` picks; returns the keys that loaded. Never raises: a version
     that fails to load here fails the same way, with its error, when it is queried."""
+    state.pool.start_standby()
     if state.settings.warm_start <= 0:
         return []
     try:

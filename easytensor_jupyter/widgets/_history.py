@@ -13,13 +13,18 @@ __all__ = ["HistoryView"]
 
 
 class HistoryView:
-    """Rebuilt from ``History`` after each query; twenty rows are cheap to redraw."""
+    """Follows ``History`` after each query: a row for each new entry, the others kept.
+
+    Rebuilding every row made each query cost tens of milliseconds of widget creation (and
+    as many comm messages) in the kernel, more than a small model's own time.
+    """
 
     def __init__(self, on_rerun: Callable[[HistoryEntry], None]) -> None:
         self._on_rerun = on_rerun
         self.title = widgets.HTML()
         self.rows = widgets.VBox()
         self.buttons: list[widgets.Button] = []
+        self._shown: dict[int, tuple[HistoryEntry, widgets.HBox, widgets.Button]] = {}
         self.widget = widgets.VBox([self.title, self.rows])
         self.widget.add_class("easytensor-history")
         self.update(History())
@@ -31,30 +36,40 @@ class HistoryView:
             if count
             else "queries you run show here"
         )
-        self.title.value = f"<b>History</b> <span style='opacity:.65'>({note})</span>"
-        old = self.rows.children
-        rows = []
-        self.buttons = []
+        title = f"<b>History</b> <span style='opacity:.65'>({note})</span>"
+        if self.title.value != title:
+            self.title.value = title
+        shown: dict[int, tuple[HistoryEntry, widgets.HBox, widgets.Button]] = {}
         for entry in history:
-            button = widgets.Button(
-                description="Re-run",
-                icon="redo",
-                tooltip="Put this input back and run it again",
-                layout=widgets.Layout(width="auto", min_width="84px"),
-            )
-            button.add_class("easytensor-rerun")
-            button.on_click(self._handler(entry))
-            self.buttons.append(button)
-            rows.append(widgets.HBox([button, widgets.HTML(history_html(entry))]))
-        self.rows.children = rows
-        for row in old:
+            # The stored entry keeps its id from being reused while it is in the dict.
+            found = self._shown.pop(id(entry), None)
+            shown[id(entry)] = found if found is not None else self._row(entry)
+        stale = self._shown.values()
+        rows = tuple(row for _, row, _ in shown.values())
+        if rows != self.rows.children:
+            self.rows.children = rows
+        for _, row, _ in stale:
             for child in row.children:
                 child.close()
             row.close()
+        self._shown = shown
+        self.buttons = [button for _, _, button in shown.values()]
 
     def set_enabled(self, enabled: bool) -> None:
         for button in self.buttons:
-            button.disabled = not enabled
+            if button.disabled == enabled:
+                button.disabled = not enabled
+
+    def _row(self, entry: HistoryEntry) -> tuple[HistoryEntry, widgets.HBox, widgets.Button]:
+        button = widgets.Button(
+            description="Re-run",
+            icon="redo",
+            tooltip="Put this input back and run it again",
+            layout=widgets.Layout(width="auto", min_width="84px"),
+        )
+        button.add_class("easytensor-rerun")
+        button.on_click(self._handler(entry))
+        return entry, widgets.HBox([button, widgets.HTML(history_html(entry))]), button
 
     def _handler(self, entry: HistoryEntry) -> Callable[[widgets.Button], None]:
         def run(_: widgets.Button) -> None:

@@ -74,6 +74,9 @@ class ServingBackend(Protocol):
         waits for this load instead of starting another."""
         ...
 
+    def start_standby(self) -> None:
+        """Get ready for the first load, where the backend can (a spare worker)."""
+
     async def apply_scaling(self, model_id: str, scaling: dict[str, Any] | None) -> None: ...
 
     async def stop_model(self, model_id: str, version: int | None = None) -> None: ...

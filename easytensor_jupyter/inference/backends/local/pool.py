@@ -82,6 +82,7 @@ class WorkerPool:
         self._closing = False
         self._born: dict[Worker, float] = {}
         self._served: dict[Worker, int] = {}
+        self._started_at = time.monotonic()
 
     def count(self) -> int:
         """Live workers serving or loading a model (the standby one not counted)."""
@@ -310,6 +311,11 @@ class WorkerPool:
     async def warm(self, key: Key, spec: Callable[[], WorkerSpec]) -> None:
         await self.get(key, spec)
 
+    def start_standby(self) -> None:
+        """At server start: the first upload's load check should not wait for a torch import.
+        With no model loaded, the standby still goes after one idle period."""
+        self._refill_standby()
+
     async def _start(self, key: Key, spec: WorkerSpec) -> Worker:
         try:
             worker = await self.launch(spec)
@@ -363,7 +369,8 @@ class WorkerPool:
         for worker in idle:
             log.info("%s: unloading after %.0f s idle", worker.spec.label, now - worker.last_used)
             await worker.stop()
-        if not self._workers and not self._starting and self._standby is not None:
+        quiet = now - self._started_at >= self.idle_unload
+        if quiet and not self._workers and not self._starting and self._standby is not None:
             standby = await self._take_standby()
             if standby is not None:
                 await standby.stop()

@@ -271,6 +271,9 @@ class RayBackend:
                 f"the model's deployment is gone ({exc}); it is redeployed on retry"
             ) from None
 
+    def start_standby(self) -> None:
+        """Replicas start with their application; there is no spare to prepare."""
+
     async def warm(self, key: Key, spec: Callable[[], WorkerSpec]) -> None:
         if key not in self._apps:
             await self._ensure(key, spec)
