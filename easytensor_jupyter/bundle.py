@@ -104,6 +104,9 @@ class Manifest(BaseModel):
     batching: Batching | None = None
     provenance: dict[str, Any] = Field(default_factory=dict)
     created_by: str | None = None
+    fingerprint: dict[str, Any] | None = None
+    """Hashes per method, helper, tensor and data file (``fingerprint.py``); versions uploaded
+    before it was recorded have none."""
 
     @field_validator("format_version")
     @classmethod

@@ -255,6 +255,28 @@ class Client:
         versions: list[dict[str, Any]] = self.get_model(model_id)["versions"]
         return versions
 
+    def diff_versions(self, model_id: str, old: int, new: int) -> dict[str, Any]:
+        """What changed from version ``old`` to ``new`` (``version_diff.diff_versions``)."""
+        diff: dict[str, Any] = self._json(
+            "GET", f"/v1/models/{model_id}/diff", params={"from": old, "to": new}
+        )
+        return diff
+
+    def version_fingerprint(self, model_id: str, version: int) -> dict[str, Any]:
+        found: dict[str, Any] = self._json(
+            "GET", f"/v1/models/{model_id}/versions/{version}/fingerprint"
+        )
+        return found
+
+    def version_tensors(self, model_id: str, version: int, names: list[str]) -> dict[str, Any]:
+        """The named weight tensors of a version (those it has), read with safetensors."""
+        from safetensors.torch import load
+
+        response = self.request(
+            "POST", f"/v1/models/{model_id}/versions/{version}/tensors", json={"names": names}
+        )
+        return dict(load(response.content))
+
     def set_default(self, model_id: str, version: int) -> dict[str, Any]:
         model: dict[str, Any] = self._json(
             "PUT", f"/v1/models/{model_id}/default", json={"version": version}

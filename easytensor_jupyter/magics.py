@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
-import os
 import shlex
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +20,7 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.display import display
 
+from easytensor_jupyter.provenance import cell_provenance
 from easytensor_jupyter.summary import DeploySummary
 from easytensor_jupyter.token_keeper import TokenKeeper, notebook_token
 
@@ -45,20 +44,6 @@ class PendingCapture:
     requirements: list[str]
     cell: str = ""
     class_name: str | None = None
-
-
-def _cell_provenance(shell: InteractiveShell, cell: str) -> dict[str, Any]:
-    header: dict[str, Any] = (
-        getattr(getattr(shell, "kernel", None), "get_parent", lambda *_: {})() or {}
-    )
-    metadata = header.get("metadata", {}) if isinstance(header, dict) else {}
-    notebook = os.environ.get("JPY_SESSION_NAME") or shell.user_ns.get("__vsc_ipynb_file__")
-    return {
-        "notebook": notebook,
-        "cell_id": metadata.get("cellId"),
-        "execution_count": shell.execution_count,
-        "source_sha256": hashlib.sha256(cell.encode("utf-8")).hexdigest(),
-    }
 
 
 def parse_line(magic: Any, line: str) -> Any:
@@ -129,6 +114,10 @@ class EasyTensorMagics(Magics):
         self.url: str | None = None
         self._client: Any = None
         self.tokens = TokenKeeper()
+        from easytensor_jupyter.drift_watch import DriftWatch
+
+        self.watch = DriftWatch(self)
+        shell.events.register("post_run_cell", self.watch.after_cell)
 
     # -- connection -------------------------------------------------------------------------
     def client(self) -> Any:
@@ -158,12 +147,13 @@ class EasyTensorMagics(Magics):
             return None
         self.recorder.scan(self.ip.user_ns)
         captured = self._capture(cell, args.class_name)
-        provenance = _cell_provenance(self.ip, cell)
+        provenance = cell_provenance(self.ip, cell)
         pending = PendingCapture(
             args.name, captured, provenance, args.requirements, cell, args.class_name
         )
         if args.instance is None:
             self.pending[captured.class_name] = pending
+            self.watch.recaptured(pending)
             for warning in captured.warnings:
                 print(f"Warning: {warning}")
             print(
@@ -179,6 +169,7 @@ class EasyTensorMagics(Magics):
             sample_expr=args.sample,
             force=args.force,
             panel=not args.no_panel,
+            var=args.instance,
         )
 
     def _capture(self, cell: str, class_name: str | None, state: Any = None) -> Any:
@@ -239,7 +230,8 @@ class EasyTensorMagics(Magics):
         sample_expr: str | None,
         force: bool,
         panel: bool,
-    ) -> DeploySummary:
+        var: str | None = None,
+    ) -> DeploySummary | None:
         from easytensor_jupyter.client import EasyTensorError
         from easytensor_jupyter.packaging import PublishRequest, publish
         from easytensor_jupyter.progress import byte_progress
@@ -267,6 +259,14 @@ class EasyTensorMagics(Magics):
             local_modules=captured.local_modules,
             notes=notes,
         )
+        from easytensor_jupyter import headless
+
+        if headless.dry_run_dir() is not None:
+            try:
+                headless.write_dry_run(request)
+            except ModelCheckError as exc:
+                raise UsageError(f"Nothing was written. {exc}") from None
+            return None
         try:
             client = self.client()
             result = publish(
@@ -291,6 +291,8 @@ class EasyTensorMagics(Magics):
         )
         print(summary.text())
         _deployments.append(summary)
+        self.watch.track(result.id, result.name, var, pending, init)
+        headless.record_upload(result, client.endpoint(result.id), request.provenance)
         if panel:
             self._show_panel(result.id, token)
         return summary
@@ -325,7 +327,9 @@ class EasyTensorMagics(Magics):
             from easytensor_jupyter.widgets import QueryPanel
         except ImportError:
             return
-        display(QueryPanel(model_id, client=self.client(), token=token))
+        panel = QueryPanel(model_id, client=self.client(), token=token)
+        self.watch.attach(panel)
+        display(panel)
 
     # -- line magics ------------------------------------------------------------------------
     @magic_arguments()
@@ -340,7 +344,7 @@ class EasyTensorMagics(Magics):
     @argument("--force", action="store_true")
     @argument("--no-panel", action="store_true")
     @line_magic
-    def easytensor_deploy(self, line: str) -> DeploySummary:
+    def easytensor_deploy(self, line: str) -> DeploySummary | None:
         """Deploy an instance of a class captured earlier by ``%%easytensor_model`` without --instance."""
         args = parse_line(self.easytensor_deploy, line)
         instance = self._lookup(args.var)
@@ -360,10 +364,14 @@ class EasyTensorMagics(Magics):
             sample_expr=args.sample,
             force=args.force,
             panel=not args.no_panel,
+            var=args.var,
         )
 
     def close(self) -> None:
         self.recorder.uninstall()
+        self.watch.close()
+        with contextlib.suppress(ValueError):
+            self.ip.events.unregister("post_run_cell", self.watch.after_cell)
 
 
 def load_magics(shell: InteractiveShell) -> None:

@@ -31,6 +31,7 @@ from easytensor_jupyter.bundle import (
 )
 from easytensor_jupyter.capture._local import write_modules_zip
 from easytensor_jupyter.client import Client, UploadResult
+from easytensor_jupyter.fingerprint import fingerprint, weight_parts
 from easytensor_jupyter.inference.runtime.loader import NotJSONableError, to_jsonable
 from easytensor_jupyter.instance_state import InstanceStateError, capture_instance
 from easytensor_jupyter.instances import encode_instance, input_kind
@@ -50,6 +51,7 @@ __all__ = [
     "build_bundle",
     "publish",
     "resolve_init_args",
+    "write_data_files",
 ]
 
 NO_SAMPLE: Any = object()
@@ -210,20 +212,10 @@ def _requirements(request: PublishRequest, directory: Path, names: list[str]) ->
     return requirements
 
 
-def build_bundle(request: PublishRequest, directory: Path) -> Manifest:
-    """Write model.py, weights, constants, state, shipped modules and manifest.json into
-    ``directory`` after static checks."""
-    class_name = type(request.model).__name__
-    check_source(request.source, request.filename, class_name)
-    init = resolve_init_args(request.model, request.init)
-    state = _instance_state(request, init)
-    json_init = _is_json(init.args) and _is_json(init.kwargs)
+def write_data_files(request: PublishRequest, directory: Path, state: StateWriter) -> list[str]:
+    """Write every bundle file but the weights; the names written, model.py first."""
     (directory / MODEL_FILE).write_text(request.source, encoding="utf-8")
-    try:
-        save_model(request.model, str(directory / WEIGHTS_FILE), force_contiguous=True)
-    except Exception as exc:
-        raise ModelCheckError(f"Saving the weights with safetensors failed: {exc}") from exc
-    names = [MODEL_FILE, WEIGHTS_FILE]
+    names = [MODEL_FILE]
     if request.constants:
         tensors = {k: v.detach().cpu().contiguous() for k, v in request.constants.items()}
         save_file(tensors, str(directory / CONSTANTS_FILE))
@@ -237,6 +229,22 @@ def build_bundle(request: PublishRequest, directory: Path) -> Manifest:
             raise ModelCheckError(str(exc)) from None
         names.append(MODULES_FILE)
         request.notes.append(f"Shipped local files: {', '.join(shipped)}")
+    return names
+
+
+def build_bundle(request: PublishRequest, directory: Path) -> Manifest:
+    """Write model.py, weights, constants, state, shipped modules and manifest.json into
+    ``directory`` after static checks."""
+    class_name = type(request.model).__name__
+    check_source(request.source, request.filename, class_name)
+    init = resolve_init_args(request.model, request.init)
+    state = _instance_state(request, init)
+    json_init = _is_json(init.args) and _is_json(init.kwargs)
+    try:
+        save_model(request.model, str(directory / WEIGHTS_FILE), force_contiguous=True)
+    except Exception as exc:
+        raise ModelCheckError(f"Saving the weights with safetensors failed: {exc}") from exc
+    names = [WEIGHTS_FILE, *write_data_files(request, directory, state)]
     files = {name: file_entry(directory / name) for name in names}
     requirements = _requirements(request, directory, names)
     sample: Sample | None = None
@@ -267,6 +275,14 @@ def build_bundle(request: PublishRequest, directory: Path) -> Manifest:
         batching=request.batching,
         provenance=dict(request.provenance),
         created_by=request.created_by,
+    )
+    manifest.fingerprint = fingerprint(
+        source=request.source,
+        class_name=class_name,
+        weights=weight_parts(request.model),
+        files={name: entry.sha256 for name, entry in files.items()},
+        init={"args": manifest.init_args, "kwargs": manifest.init_kwargs},
+        requirements=requirements,
     )
     (directory / MANIFEST_NAME).write_bytes(manifest.to_json_bytes())
     return manifest

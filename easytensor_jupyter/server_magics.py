@@ -42,6 +42,9 @@ class ServerMagics(Magics):
             print(
                 f"{m['id']:34} {m['name'][:30]:30} v{m['default_version']} ({_versions(m)}) {m.get('status', '')}"
             )
+            drift = self.main.watch.check(m["id"])
+            if drift is not None:
+                print(f"    {drift.message()}")
 
     @magic_arguments()
     @argument("action", nargs="?", default="status", help="status | start | stop | URL")

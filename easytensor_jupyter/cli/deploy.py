@@ -1,4 +1,5 @@
-"""``easytensor deploy model.py --weights FILE --name NAME``: publish without a notebook.
+"""``easytensor deploy model.py --weights FILE --name NAME``: publish without a notebook
+(``easytensor deploy notebook.ipynb`` runs a saved notebook instead: ``deploy_notebook``).
 
 The model is built here from the file and weights (this is the user's own code on their own
 machine), then goes through the same checks and upload as the notebook path.
@@ -14,22 +15,28 @@ from pathlib import Path
 from typing import Any
 
 from easytensor_jupyter.cli._common import add_connection_options, connect, emit, handles_errors
+from easytensor_jupyter.cli.deploy_notebook import add_notebook_options, deploy_notebook
 
 __all__ = ["add_parser"]
 
 
 def add_parser(sub: Any) -> None:
-    parser = sub.add_parser("deploy", help="publish model.py with its weights")
+    parser = sub.add_parser(
+        "deploy", help="publish model.py with its weights, or what a notebook's cells publish"
+    )
     parser.add_argument(
-        "model_file", type=Path, help="the file defining the model class with predict_single"
+        "model_file",
+        type=Path,
+        help="the file defining the model class with predict_single, or a notebook (.ipynb)",
     )
     parser.add_argument(
         "--weights",
         type=Path,
-        required=True,
-        help=".safetensors, or a state_dict saved with torch.save",
+        help=".safetensors, or a state_dict saved with torch.save (needed for model.py)",
     )
-    parser.add_argument("--name", required=True, help="model name (a new version if it exists)")
+    parser.add_argument(
+        "--name", help="model name (a new version if it exists; needed for model.py)"
+    )
     parser.add_argument(
         "--class", dest="class_name", help="the model class (default: the one with predict_single)"
     )
@@ -41,8 +48,9 @@ def add_parser(sub: Any) -> None:
         "--force", action="store_true", help="make a new version even if nothing changed"
     )
     parser.add_argument("--no-token", action="store_true", help="don't create a query token")
+    add_notebook_options(parser)
     add_connection_options(parser)
-    parser.set_defaults(func=_deploy)
+    parser.set_defaults(func=_deploy, deploy_parser=parser)
 
 
 def _model_class_name(path: Path, source: str) -> str:
@@ -85,6 +93,13 @@ def _deploy(args: argparse.Namespace) -> int:
     from easytensor_jupyter.token_keeper import TokenKeeper, cli_label
     from easytensor_jupyter.validate import ModelCheckError, check_source
 
+    if args.model_file.suffix == ".ipynb":
+        return deploy_notebook(args)
+    missing = [flag for flag in ("weights", "name") if getattr(args, flag) is None]
+    if missing:
+        args.deploy_parser.error(
+            f"deploying {args.model_file} needs {' and '.join('--' + m for m in missing)}"
+        )
     source = args.model_file.read_text(encoding="utf-8")
     try:
         class_name = args.class_name or _model_class_name(args.model_file, source)

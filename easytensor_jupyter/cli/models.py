@@ -1,4 +1,4 @@
-"""``easytensor models [list|show|delete|default|scale]``."""
+"""``easytensor models [list|show|delete|default|scale|diff]``."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from easytensor_jupyter.cli._common import (
     emit,
     handles_errors,
 )
+from easytensor_jupyter.cli.models_diff import add_diff_parser
 
 __all__ = ["add_parser", "describe_replicas", "describe_scaling"]
 
@@ -89,6 +90,7 @@ def add_parser(sub: Any) -> None:
     )
     add_connection_options(scale)
     scale.set_defaults(func=_scale, scale_parser=scale)
+    add_diff_parser(actions)
 
 
 def _size(n: int) -> str:

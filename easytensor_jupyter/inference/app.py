@@ -13,7 +13,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 
 from easytensor_jupyter._version import __version__
-from easytensor_jupyter.inference.api import models, predict, system, tokens
+from easytensor_jupyter.inference.api import models, predict, system, tokens, versions_diff
 from easytensor_jupyter.inference.api.auth import Authenticator
 from easytensor_jupyter.inference.api.bodies import PredictBodies
 from easytensor_jupyter.inference.api.errors import (
@@ -200,7 +200,7 @@ def create_app(settings: ServeOptions, store: Store, admin_key: str) -> FastAPI:
     app.add_exception_handler(ConflictError, _conflict)
     app.add_exception_handler(RegistryUnavailable, _registry_unavailable)
     app.add_exception_handler(StoreFull, _store_full)
-    for module in (models, tokens, predict, system):
+    for module in (models, tokens, predict, system, versions_diff):
         app.include_router(module.router)
     app.add_middleware(
         BodyLimitMiddleware,

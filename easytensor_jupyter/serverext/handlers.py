@@ -167,6 +167,17 @@ class TokenHandler(_Base):
         self.reply(None, 204)
 
 
+class DiffHandler(_Base):
+    @tornado.web.authenticated
+    @authorized
+    async def get(self, model_id: str) -> None:
+        try:
+            old, new = int(self.get_query_argument("from")), int(self.get_query_argument("to"))
+        except (tornado.web.MissingArgumentError, ValueError):
+            raise ProxyError(400, "Give two version numbers: ?from=N&to=M") from None
+        self.reply(await self.upstream.call(lambda c: c.diff_versions(_q(model_id), old, new)))
+
+
 _MODEL = r"(?P<model_id>[^/]+)"
 _ROUTES: list[tuple[str, type[_Base]]] = [
     ("status", StatusHandler),
@@ -174,6 +185,7 @@ _ROUTES: list[tuple[str, type[_Base]]] = [
     (f"models/{_MODEL}", ModelHandler),
     (f"models/{_MODEL}/versions/(?P<version>[0-9]+)", VersionHandler),
     (f"models/{_MODEL}/default", DefaultVersionHandler),
+    (f"models/{_MODEL}/diff", DiffHandler),
     (f"models/{_MODEL}/predict", PredictHandler),
     (f"models/{_MODEL}/tokens", TokensHandler),
     (f"models/{_MODEL}/tokens/(?P<token_id>[^/]+)", TokenHandler),

@@ -15,6 +15,7 @@ import ipywidgets as widgets
 
 from easytensor_jupyter.client import Client, EasyTensorError
 from easytensor_jupyter.widgets._curl import TOKEN_VARIABLE, curl_command
+from easytensor_jupyter.widgets._drift import drift_html
 from easytensor_jupyter.widgets._history import HistoryView
 from easytensor_jupyter.widgets._inputs import InputEditor, close_tree
 from easytensor_jupyter.widgets._render import (
@@ -74,6 +75,8 @@ class QueryPanel:
             self.inputs.load_value(sample)
 
         self.title = widgets.HTML()
+        self.drift_notice = widgets.HTML(layout=widgets.Layout(display="none"))
+        self.drift_notice.add_class("easytensor-drift")
         self.version_picker = widgets.Dropdown(
             description="Version", layout=widgets.Layout(width="220px")
         )
@@ -103,6 +106,7 @@ class QueryPanel:
                     [self.title, widgets.HBox([self.version_picker, self.reload_button])],
                     layout=widgets.Layout(justify_content="space-between", align_items="center"),
                 ),
+                self.drift_notice,
                 self.inputs.widget,
                 widgets.HBox(
                     [self.predict_button, self.latency],
@@ -177,6 +181,12 @@ class QueryPanel:
         self._refresh_title()
         if problem is not None:
             self._show_error(problem)
+
+    def show_drift(self, drift: Any) -> None:
+        """Show how the kernel's model differs from the deployed default; hide when it matches."""
+        html = drift_html(drift)
+        self.drift_notice.value = html
+        self.drift_notice.layout.display = "block" if html else "none"
 
     @property
     def selected_version(self) -> int | None:

@@ -10,7 +10,8 @@ import {
   IServerStatus,
   IToken,
   ITokenList,
-  PredictInput
+  PredictInput,
+  IVersionDiff
 } from './types';
 
 /** What the UI needs from the server; the panel depends on this, not on HTTP. */
@@ -29,6 +30,7 @@ export interface IEasyTensorApi {
   listTokens(id: string): Promise<IToken[]>;
   createToken(id: string): Promise<INewToken>;
   revokeToken(id: string, tokenId: string): Promise<void>;
+  diffVersions(id: string, from: number, to: number): Promise<IVersionDiff>;
 }
 
 /** Body and content type of a predict call for each playground mode. */
@@ -131,6 +133,12 @@ export class EasyTensorClient implements IEasyTensorApi {
     await this.call<void>(modelPath(id, 'tokens', tokenId), {
       method: 'DELETE'
     });
+  }
+
+  diffVersions(id: string, from: number, to: number): Promise<IVersionDiff> {
+    return this.call<IVersionDiff>(
+      `${modelPath(id, 'diff')}?from=${from}&to=${to}`
+    );
   }
 
   private call<T>(endPoint: string, init: RequestInit = {}): Promise<T> {

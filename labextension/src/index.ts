@@ -13,6 +13,7 @@ import {
 import { EasyTensorClient } from './api';
 import { easyTensorIcon } from './icon';
 import { EasyTensorPanel, PANEL_ID } from './panel';
+import { NotebookBridge } from './notebooks';
 import { IUiServices } from './services';
 
 export namespace CommandIDs {
@@ -25,6 +26,7 @@ const PALETTE_CATEGORY = 'EasyTensor';
 function uiServices(app: JupyterFrontEnd): IUiServices {
   return {
     api: new EasyTensorClient(app.serviceManager.serverSettings),
+    notebooks: new NotebookBridge(app),
     copy: text => Clipboard.copyToSystem(text),
     confirm: async ({ title, body, accept }) => {
       const result = await showDialog({

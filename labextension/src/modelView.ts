@@ -4,7 +4,9 @@ import { formatLatency, formatScaling, plural } from './format';
 import { Playground } from './playground';
 import { IUiServices } from './services';
 import { TokenSection } from './tokens';
-import { IModel } from './types';
+import { IKernelDrift, IModel, IModelVersion } from './types';
+import { renderDiff } from './diffView';
+import { renderDriftNotice } from './drift';
 import { renderReplicas } from './replicas';
 import { renderVersions, statusBadge } from './versions';
 
@@ -56,6 +58,7 @@ export class ModelView {
       },
       h('div', { className: 'jp-EasyTensor-detailHeader' }, this.title),
       this.summary,
+      this.driftSlot,
       this.scaling,
       this.replicasSlot,
       this.actionErrorSlot,
@@ -74,7 +77,9 @@ export class ModelView {
       ),
       this.playground.node,
       h('h3', { className: 'jp-EasyTensor-sectionTitle', text: 'Versions' }),
+      this.sourceSlot,
       this.versionsSlot,
+      this.diffSlot,
       this.tokens.node,
       h('div', { className: 'jp-EasyTensor-dangerZone' }, remove)
     );
@@ -115,10 +120,55 @@ export class ModelView {
     this.versionsSlot.replaceChildren(
       renderVersions(m, {
         setDefault: v => void this.setDefault(v),
-        deleteVersion: v => void this.deleteVersion(v)
+        deleteVersion: v => void this.deleteVersion(v),
+        diff: (from, to) => void this.showDiff(from, to),
+        openCell: this.services.notebooks
+          ? v => void this.openCell(v)
+          : undefined
       })
     );
     this.renderCurl();
+  }
+
+  /** What the open kernels say about this model (drift_watch.py). */
+  setDrift(drifts: IKernelDrift[]): void {
+    const notice = renderDriftNotice(drifts);
+    this.driftSlot.replaceChildren(...(notice ? [notice] : []));
+  }
+
+  private async showDiff(from: number, to: number): Promise<void> {
+    await this.act(`Could not compare v${from} with v${to}`, async () => {
+      const diff = await this.services.api.diffVersions(
+        this.model.id,
+        from,
+        to
+      );
+      this.diffSlot.replaceChildren(
+        renderDiff(diff, () => this.diffSlot.replaceChildren())
+      );
+      this.diffSlot.scrollIntoView?.({ block: 'nearest' });
+    });
+  }
+
+  private async openCell(v: IModelVersion): Promise<void> {
+    const notebooks = this.services.notebooks;
+    const notebook = v.provenance?.notebook;
+    if (!notebooks || !notebook) {
+      return;
+    }
+    this.sourceSlot.replaceChildren();
+    const problem = await notebooks.openCell(
+      notebook,
+      v.provenance?.cell_id ?? null
+    );
+    if (problem) {
+      this.sourceSlot.replaceChildren(
+        h('div', {
+          className: 'jp-EasyTensor-sourceProblem jp-mod-warn',
+          text: problem
+        })
+      );
+    }
   }
 
   private renderCurl(): void {
@@ -192,7 +242,7 @@ export class ModelView {
     this.node.setAttribute('data-busy', 'true');
     const buttons = Array.from(
       this.node.querySelectorAll<HTMLButtonElement>(
-        '.jp-EasyTensor-setDefault, .jp-EasyTensor-deleteVersion, .jp-EasyTensor-delete'
+        '.jp-EasyTensor-setDefault, .jp-EasyTensor-deleteVersion, .jp-EasyTensor-delete, .jp-EasyTensor-diffButton'
       )
     ).filter(b => !b.disabled);
     buttons.forEach(b => (b.disabled = true));
@@ -222,4 +272,7 @@ export class ModelView {
   });
   private readonly curl = h('pre', { className: 'jp-EasyTensor-curl' });
   private readonly versionsSlot = h('div', { className: 'jp-EasyTensor-slot' });
+  private readonly driftSlot = h('div', { className: 'jp-EasyTensor-slot' });
+  private readonly diffSlot = h('div', { className: 'jp-EasyTensor-slot' });
+  private readonly sourceSlot = h('div', { className: 'jp-EasyTensor-slot' });
 }

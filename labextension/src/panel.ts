@@ -6,7 +6,8 @@ import { describeError } from './errors';
 import { formatBytes, formatLatency, plural } from './format';
 import { ModelView } from './modelView';
 import { IUiServices } from './services';
-import { IModel, IServerStatus } from './types';
+import { IKernelDrift, IModel, IServerStatus } from './types';
+import { driftBadge } from './drift';
 import { statusBadge } from './versions';
 
 export const PANEL_ID = 'easytensor-models';
@@ -49,6 +50,11 @@ export class EasyTensorPanel extends Widget {
     );
     this.node.tabIndex = -1;
     this.renderList();
+    services.notebooks?.onChange(() => {
+      if (this.isVisible) {
+        void this.refresh();
+      }
+    });
   }
 
   /** The selected model id, or null. */
@@ -107,10 +113,12 @@ export class EasyTensorPanel extends Widget {
 
   private async load(): Promise<void> {
     this.node.setAttribute('data-loading', 'true');
-    const [status, models] = await Promise.allSettled([
+    const [status, models, drifts] = await Promise.allSettled([
       this.services.api.status(),
-      this.services.api.listModels()
+      this.services.api.listModels(),
+      this.services.notebooks?.drift() ?? Promise.resolve([])
     ]);
+    this.drifts = drifts.status === 'fulfilled' ? drifts.value : [];
     this.node.removeAttribute('data-loading');
     this.loaded = true;
 
@@ -219,6 +227,7 @@ export class EasyTensorPanel extends Widget {
         'div',
         { className: 'jp-EasyTensor-modelRow' },
         h('span', { className: 'jp-EasyTensor-modelName', text: model.name }),
+        driftBadge(this.driftsOf(model.id)),
         statusBadge(model.status)
       ),
       h('div', {
@@ -251,6 +260,7 @@ export class EasyTensorPanel extends Widget {
     }
     if (this.view && this.view.modelId === model.id) {
       this.view.update(model);
+      this.view.setDrift(this.driftsOf(model.id));
       return;
     }
     this.view = new ModelView(this.services, model, {
@@ -262,10 +272,16 @@ export class EasyTensorPanel extends Widget {
         void this.refresh();
       }
     });
+    this.view.setDrift(this.driftsOf(model.id));
     this.detailSlot.replaceChildren(this.view.node);
   }
 
+  private driftsOf(modelId: string): IKernelDrift[] {
+    return this.drifts.filter(d => d.model_id === modelId);
+  }
+
   private models: IModel[] = [];
+  private drifts: IKernelDrift[] = [];
   private selected: string | null = null;
   private loaded = false;
   private pending: Promise<void> | null = null;

@@ -1,4 +1,5 @@
 import { IEasyTensorApi } from './api';
+import { IKernelDrift } from './types';
 
 export interface IConfirmOptions {
   title: string;
@@ -15,4 +16,16 @@ export interface IUiServices {
   api: IEasyTensorApi;
   copy(text: string): void;
   confirm(options: IConfirmOptions): Promise<boolean>;
+  /** The open notebooks and their kernels (absent outside JupyterLab). */
+  notebooks?: INotebookBridge;
+}
+
+/** What the panel asks of the open notebooks: see notebooks.ts. */
+export interface INotebookBridge {
+  /** Each open kernel's drift report, one entry per model it deployed. */
+  drift(): Promise<IKernelDrift[]>;
+  /** Calls back after a cell ran in any open notebook. */
+  onChange(callback: () => void): void;
+  /** Opens the notebook at the cell; resolves to null, or why it could not. */
+  openCell(notebook: string, cellId: string | null): Promise<string | null>;
 }

@@ -22,6 +22,51 @@ export interface IModelVersion {
   requirements?: string[];
   environment?: 'server' | 'ready' | 'building' | 'missing';
   warnings?: string[];
+  provenance?: IProvenance;
+}
+
+/** Where a version came from: the notebook, cell and execution count. */
+export interface IProvenance {
+  notebook?: string | null;
+  cell_id?: string | null;
+  execution_count?: number | null;
+}
+
+export interface ITensorChange {
+  name: string;
+  max_abs_diff: number | null;
+}
+
+export interface ITensorSummary {
+  total: number | null;
+  changed: ITensorChange[];
+  added: string[];
+  removed: string[];
+}
+
+/** GET /v1/models/{id}/diff: what changed from one version to another. */
+export interface IVersionDiff {
+  from: number;
+  to: number;
+  same: boolean;
+  files: { name: string; status: string; diff: string }[];
+  manifest: Record<string, { from: unknown; to: unknown }>;
+  weights: ITensorSummary;
+  data_tensors: Record<string, ITensorSummary>;
+}
+
+/** A kernel's comparison of its model with the deployed default. */
+export interface IKernelDrift {
+  model_id: string;
+  name: string;
+  version: number | null;
+  state: 'same' | 'drifted' | 'unknown';
+  kinds: string[];
+  lines: string[];
+  message: string;
+  reason?: string | null;
+  /** The notebook whose kernel reported it (added by the lab side). */
+  notebook?: string;
 }
 
 export interface IModelStats {

@@ -5,6 +5,10 @@ import { IModel, IModelVersion, ModelStatus } from './types';
 export interface IVersionActions {
   setDefault(version: number): void;
   deleteVersion(version: number): void;
+  /** Show what changed from ``from`` to ``version``. */
+  diff?(from: number, version: number): void;
+  /** Open the notebook cell the version came from. */
+  openCell?(version: IModelVersion): void;
 }
 
 export function statusBadge(status: ModelStatus | string): HTMLElement {
@@ -40,6 +44,25 @@ export function renderVersions(
         () => actions.deleteVersion(v.version),
         `Delete v${v.version}`
       );
+      const older = versions.find(o => o.version < v.version);
+      const diff =
+        older && actions.diff
+          ? button(
+              `Diff v${older.version}`,
+              'jp-EasyTensor-diffButton',
+              () => actions.diff?.(older.version, v.version),
+              `What changed from v${older.version} to v${v.version}`
+            )
+          : null;
+      const source =
+        v.provenance?.notebook && actions.openCell
+          ? button(
+              'Open the source cell',
+              'jp-EasyTensor-openCell',
+              () => actions.openCell?.(v),
+              `${v.provenance.notebook}, cell [${v.provenance.execution_count ?? '?'}]`
+            )
+          : null;
       const item = h(
         'li',
         {
@@ -71,6 +94,8 @@ export function renderVersions(
             text: formatDate(v.created_at)
           }),
           setDefault,
+          diff,
+          source,
           remove
         )
       );
