@@ -91,7 +91,10 @@ def start_early() -> threading.Thread | None:
     user writes the model, and the first deploy finds it up. A failure here is not reported:
     the first deploy starts the server again and reports that attempt's error.
     """
-    if os.environ.get("EASYTENSOR_EARLY_SERVER", "1") == "0":
+    from easytensor_jupyter.headless import DRY_RUN_ENV
+
+    # A dry run (easytensor deploy --dry-run) uploads nothing, so it needs no server.
+    if os.environ.get("EASYTENSOR_EARLY_SERVER", "1") == "0" or os.environ.get(DRY_RUN_ENV):
         return None
 
     def start() -> None:
