@@ -39,6 +39,7 @@ __all__ = [
     "bundle_stream_size",
     "file_entry",
     "iter_bundle_stream",
+    "joined_chunks",
     "read_bundle_stream",
     "read_manifest_dir",
     "sha256_file",
@@ -80,6 +81,8 @@ class Sample(BaseModel):
     model_config = ConfigDict(extra="forbid")
     input: Any
     output: Any = None
+    stream_output: Any = None
+    """For a streaming model, its stream of the sample joined (``joined_chunks``)."""
 
 
 class Batching(BaseModel):
@@ -102,6 +105,7 @@ class Manifest(BaseModel):
     sample: Sample | None = None
     input_kind: InputKind = "unknown"
     batching: Batching | None = None
+    streaming: bool = False
     provenance: dict[str, Any] = Field(default_factory=dict)
     created_by: str | None = None
     fingerprint: dict[str, Any] | None = None
@@ -143,6 +147,13 @@ class Manifest(BaseModel):
             raise BundleError(
                 f"manifest.json is invalid: {problems}", "bad_manifest", 422
             ) from None
+
+
+def joined_chunks(chunks: list[Any]) -> Any:
+    """What a stream amounts to: its strings concatenated, else the list of its chunks."""
+    if chunks and all(isinstance(c, str) for c in chunks):
+        return "".join(chunks)
+    return list(chunks)
 
 
 class Limits(BaseModel):

@@ -22,6 +22,7 @@ from easytensor_jupyter.bundle import (
 )
 from easytensor_jupyter.errors import EasyTensorError, error_from, retry_after
 from easytensor_jupyter.instances import encode_instance
+from easytensor_jupyter.stream_client import ChunkStream
 
 __all__ = ["NO_SERVER", "Client", "EasyTensorError", "Prediction", "UploadResult", "resolve_server"]
 
@@ -180,6 +181,7 @@ class Client:
         params: Mapping[str, Any] | None = None,
         timeout: float | None = None,
         retry: bool = True,
+        stream: bool = False,
     ) -> requests.Response:
         """Send one call, retrying connection errors and 502/503 (honouring Retry-After)."""
         attempts = self.retries + 1 if retry else 1
@@ -194,6 +196,7 @@ class Client:
                     headers=self._headers(token, headers),
                     params=params,
                     timeout=timeout or self.timeout,
+                    stream=stream,
                 )
             except requests.ConnectionError as exc:
                 last_exc = exc
@@ -404,6 +407,31 @@ class Client:
         latency = (time.perf_counter() - started) * 1000
         payload = response.json()
         return Prediction(payload["predictions"], payload.get("version"), latency)
+
+    def stream(
+        self,
+        model_id: str,
+        input: Any,
+        *,
+        token: str | None = None,
+        version: int | None = None,
+        timeout: float | None = None,
+    ) -> ChunkStream:
+        """The chunks of the model's ``predict_stream(input)`` as they come; the iterator's
+        ``info`` holds the version and timings once it is done. ``timeout`` bounds each wait."""
+        params = {"version": version} if version is not None else None
+        started = time.perf_counter()
+        response = self.request(
+            "POST",
+            f"/v1/models/{model_id}/predict",
+            token=token,
+            params=params,
+            timeout=timeout,
+            json={"instances": encode_instance([input])},
+            headers={"Accept": "application/x-ndjson"},
+            stream=True,
+        )
+        return ChunkStream(response, started)
 
     # -- upload -------------------------------------------------------------------------------
     def missing_blobs(self, hashes: list[str]) -> set[str]:

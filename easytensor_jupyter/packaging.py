@@ -37,6 +37,7 @@ from easytensor_jupyter.instance_state import InstanceStateError, capture_instan
 from easytensor_jupyter.instances import encode_instance, input_kind
 from easytensor_jupyter.requirements import describe, detect_requirements, merge_requirements
 from easytensor_jupyter.state import STATE_JSON, StateWriter, class_ref_policy
+from easytensor_jupyter.stream_parity import live_stream_answer, streams
 from easytensor_jupyter.validate import (
     ModelCheckError,
     check_source,
@@ -257,6 +258,8 @@ def build_bundle(request: PublishRequest, directory: Path) -> Manifest:
                 "numbers, lists or dicts."
             )
         sample = Sample(input=encoded, output=_live_answer(request.model, request.sample))
+        if streams(request.model):
+            sample.stream_output = live_stream_answer(request.model, request.sample)
         kind = input_kind(request.sample)
     note = _train_mode_note(request.model, request.sample, sample.output if sample else None)
     if note:
@@ -273,6 +276,7 @@ def build_bundle(request: PublishRequest, directory: Path) -> Manifest:
         sample=sample,
         input_kind=kind,  # type: ignore[arg-type]
         batching=request.batching,
+        streaming=streams(request.model),
         provenance=dict(request.provenance),
         created_by=request.created_by,
     )

@@ -153,6 +153,12 @@ def explain_report(report: dict[str, Any], manifest: Manifest) -> None:
             f"In a fresh process, predict_single(sample) failed: {error.get('message')}\n{tail}".rstrip()
         )
     difference = compare_outputs(manifest.sample.output, report.get("sample_output"))
+    if not difference and manifest.streaming:
+        from easytensor_jupyter.stream_parity import stream_parity_error
+
+        streamed = stream_parity_error(report, manifest)
+        if streamed:
+            raise ModelCheckError(streamed)
     if difference:
         raise ModelCheckError(
             "The rebuilt model answers the sample differently from your live model: "

@@ -136,6 +136,7 @@ def make_bundle(
     sample: Any = "hello",
     batching: Batching | None = None,
     model: torch.nn.Module | None = None,
+    streaming: bool = False,
 ) -> Bundle:
     """Write a bundle into ``directory`` (created) and return it, ready to stream."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -158,6 +159,7 @@ def make_bundle(
         sample=Sample(input=sample, output=None) if sample is not None else None,
         input_kind="text" if isinstance(sample, str) else "unknown",
         batching=batching,
+        streaming=streaming,
         provenance={"test": True},
     )
     (directory / "manifest.json").write_bytes(manifest.to_json_bytes())

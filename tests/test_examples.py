@@ -250,6 +250,7 @@ def test_the_examples_are_all_here() -> None:
         "03_tabular_json.ipynb",
         "04_versions.ipynb",
         "05_team_server.ipynb",
+        "06_streaming.ipynb",
     } <= names
 
 

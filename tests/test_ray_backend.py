@@ -27,6 +27,7 @@ from bundles import BATCH_SOURCE, Bundle, make_bundle
 from postgres import create_database, drop_database
 from raycluster import LOOPBACK_ENV, LocalCluster, ray_cluster, replica_processes
 from servers import RunningServer, start_server, wait_until
+from stream_models import TALKER_SOURCE
 
 from easytensor_jupyter.bundle import Batching
 from easytensor_jupyter.client import Client, EasyTensorError
@@ -404,3 +405,27 @@ def test_deleting_a_model_removes_its_deployment(ray_client: Client, tmp_path: P
     assert _replicas(bundle)
     ray_client.delete_model(upload.id)
     wait_until(lambda: not _replicas(bundle), 60, "the replicas to stop")
+
+
+def test_a_stream_runs_through_ray_serve_and_stops_when_the_client_leaves(
+    ray_client: Client, ray_server: RunningServer, tmp_path: Path
+) -> None:
+    bundle = _bundle(tmp_path, source=TALKER_SOURCE, class_name="Talker")
+    upload = ray_client.upload_bundle(bundle.directory)
+    try:
+        stream = ray_client.stream(upload.id, "ray!")
+        assert list(stream) == list("ray!")
+        assert stream.info is not None and stream.info["version"] == 1
+        with pytest.raises(EasyTensorError) as failed:
+            list(ray_client.stream(upload.id, "boom"))
+        assert failed.value.code == "model_error" and "boom" in str(failed.value)
+        leaving = ray_client.stream(upload.id, "forever")
+        assert [next(leaving) for _ in range(3)] == ["tick"] * 3
+        leaving.close()
+
+        def closed() -> bool:
+            return ray_client.predict(upload.id, ["?"]).predictions[0]["closed"] == 1
+
+        wait_until(closed, 30, "the replica's worker to close the generator")
+    finally:
+        ray_client.delete_model(upload.id)

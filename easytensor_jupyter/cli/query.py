@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from easytensor_jupyter.cli._common import add_connection_options, connect, emit, handles_errors
+from easytensor_jupyter.cli.query_stream import print_stream
 
 __all__ = ["add_parser"]
 
@@ -24,6 +25,11 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--token", help="query token (default: the admin key)")
     parser.add_argument("--version", type=int, help="a version other than the default")
     parser.add_argument("--format", choices=("text", "json"), default="text", help="output format")
+    parser.add_argument(
+        "--stream",
+        action="store_true",
+        help="print the chunks of the model's predict_stream as they arrive",
+    )
     add_connection_options(parser, json_flag=False)
     parser.set_defaults(func=_query)
 
@@ -39,7 +45,14 @@ def _query(args: argparse.Namespace) -> int:
         except json.JSONDecodeError as exc:
             print(f"error: --json is not valid JSON: {exc}", file=sys.stderr)
             return 2
+        if args.stream:
+            return print_stream(client, model_id, instance, args)
         result = client.predict(model_id, [instance], **options)
+    elif args.stream:
+        if args.text is None:
+            print("error: --stream takes --json or --text, not --file", file=sys.stderr)
+            return 2
+        return print_stream(client, model_id, args.text, args)
     elif args.text is not None:
         result = client.predict_raw(model_id, args.text, "text/plain", **options)
     else:

@@ -261,6 +261,21 @@ def add_parser(sub: Any) -> None:
         help="seconds a prediction may take before its worker is restarted (default 30)",
     )
     parser.add_argument(
+        "--stream-chunk-timeout",
+        type=_positive,
+        default=30.0,
+        metavar="S",
+        help="seconds a streaming model (predict_stream) may take for one chunk before its "
+        "worker is restarted (default 30)",
+    )
+    parser.add_argument(
+        "--stream-timeout",
+        type=_positive,
+        default=600.0,
+        metavar="S",
+        help="seconds a whole stream may last before it is stopped (default 600)",
+    )
+    parser.add_argument(
         "--load-timeout",
         type=_positive,
         default=300.0,
@@ -401,6 +416,8 @@ def _run(args: argparse.Namespace) -> int:
         store=args.store,
         db=args.db,
         predict_timeout=args.predict_timeout,
+        stream_chunk_timeout=args.stream_chunk_timeout,
+        stream_timeout=args.stream_timeout,
         load_timeout=args.load_timeout,
         max_body_mb=args.max_body_mb,
         max_upload_mb=args.max_upload_mb,

@@ -24,6 +24,9 @@ class ServeOptions:
     store: Path | None = None
     db: str | None = None
     predict_timeout: float = 30.0
+    # Streams (predict_stream): the longest wait for one chunk, and for the whole stream.
+    stream_chunk_timeout: float = 30.0
+    stream_timeout: float = 600.0
     load_timeout: float = 300.0
     max_body_mb: float = 100.0
     max_upload_mb: float = 65536.0

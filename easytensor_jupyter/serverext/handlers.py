@@ -18,6 +18,7 @@ from jupyter_server.utils import url_path_join
 
 from easytensor_jupyter.client import Client
 from easytensor_jupyter.serverext.proxy import ProxyError, Upstream
+from easytensor_jupyter.serverext.streaming import NDJSON, pass_stream
 
 __all__ = ["API_PREFIX", "PANEL_LABEL", "UPSTREAM_SETTING", "route_table"]
 
@@ -143,6 +144,10 @@ class PredictHandler(_Base):
                 f"Unsupported Content-Type {media!r}: send application/json "
                 '({"instances": [...]}), text/plain, application/octet-stream or image/*.',
             )
+        if NDJSON in self.request.headers.get("Accept", ""):
+            body = self.request.body
+            await pass_stream(self, self.upstream, model_id, body, content_type, version)
+            return
         self.reply(await self.upstream.predict(model_id, self.request.body, content_type, version))
 
 

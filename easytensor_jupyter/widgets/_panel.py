@@ -36,6 +36,7 @@ from easytensor_jupyter.widgets._state import (
     version_info,
     version_options,
 )
+from easytensor_jupyter.widgets._stream import stream_query
 from easytensor_jupyter.widgets._token import TokenRow
 
 __all__ = ["QueryPanel", "show_panel"]
@@ -268,8 +269,33 @@ class QueryPanel:
         )
         self._thread.start()
 
+    def _streams(self, version: int | None) -> bool:
+        info = version_info(self.model, version) or {}
+        return bool(info.get("streaming"))
+
     def _run(self, query: Query, version: int | None) -> None:
         try:
+            if self._streams(version):
+                streamed = stream_query(
+                    self.client,
+                    self.model_id,
+                    query,
+                    self.answer,
+                    self.latency,
+                    token=self.token,
+                    version=version,
+                )
+                self._hide_error()
+                self.history.add(
+                    HistoryEntry(
+                        query,
+                        version,
+                        streamed.version,
+                        answer=streamed.answer,
+                        latency_ms=streamed.latency_ms,
+                    )
+                )
+                return
             result = query.send(self.client, self.model_id, token=self.token, version=version)
         except Exception as exc:
             self.answer.value = ""

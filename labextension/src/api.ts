@@ -1,6 +1,7 @@
 import { ServerConnection } from '@jupyterlab/services';
 
 import { requestAPI } from './request';
+import { IStreamResult, streamRequest } from './stream';
 import {
   IModel,
   IModelList,
@@ -27,6 +28,13 @@ export interface IEasyTensorApi {
     input: PredictInput,
     version?: number
   ): Promise<IPredictResult>;
+  /** Streams a model's predict_stream; `onChunk` hears each chunk as it arrives. */
+  predictStream?(
+    id: string,
+    input: PredictInput,
+    version: number | undefined,
+    onChunk: (chunk: unknown, index: number) => void
+  ): Promise<IStreamResult>;
   listTokens(id: string): Promise<IToken[]>;
   createToken(id: string): Promise<INewToken>;
   revokeToken(id: string, tokenId: string): Promise<void>;
@@ -114,6 +122,24 @@ export class EasyTensorClient implements IEasyTensorApi {
       { method: 'POST', headers: { 'Content-Type': contentType }, body }
     );
     return { response, roundTripMs: this.now() - started };
+  }
+
+  predictStream(
+    id: string,
+    input: PredictInput,
+    version: number | undefined,
+    onChunk: (chunk: unknown, index: number) => void
+  ): Promise<IStreamResult> {
+    const { body, contentType } = predictBody(input);
+    const query = version === undefined ? '' : `?version=${version}`;
+    return streamRequest(
+      modelPath(id, 'predict') + query,
+      body,
+      contentType,
+      onChunk,
+      this.settings,
+      this.now
+    );
   }
 
   async listTokens(id: string): Promise<IToken[]> {

@@ -10,6 +10,7 @@ import {
   InputMode,
   parseJsonInput
 } from './input';
+import { streamInto } from './streamView';
 import { IModel, IPredictResult, PredictInput } from './types';
 
 const PLACEHOLDERS: Record<InputMode, string> = {
@@ -149,6 +150,16 @@ export class Playground {
     this.predictButton.textContent = 'Predicting…';
     this.node.setAttribute('data-busy', 'true');
     try {
+      if (this.streams(version) && this.api.predictStream) {
+        await streamInto(
+          this.api,
+          this.model.id,
+          input,
+          version,
+          this.resultSlot
+        );
+        return;
+      }
       const result = await this.api.predict(this.model.id, input, version);
       this.showResult(
         result,
@@ -161,9 +172,16 @@ export class Playground {
       this.predictButton.disabled = false;
       this.predictButton.textContent = 'Predict';
       this.node.removeAttribute('data-busy');
+      // A failed query counts too (as an error), so both refresh the counts.
+      this.onPredicted();
     }
-    // A failed query counts too (as an error), so both refresh the counts.
-    this.onPredicted();
+  }
+
+  private streams(version: number | undefined): boolean {
+    const wanted = version ?? this.model.default_version;
+    return Boolean(
+      this.model.versions.find(v => v.version === wanted)?.streaming
+    );
   }
 
   private collectInput(): PredictInput {

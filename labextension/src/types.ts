@@ -18,6 +18,8 @@ export interface IModelVersion {
   size_bytes: number;
   class_name: string;
   input_kind: InputKind;
+  /** The model has predict_stream, so the playground streams its answers. */
+  streaming?: boolean;
   status: ModelStatus;
   requirements?: string[];
   environment?: 'server' | 'ready' | 'building' | 'missing';

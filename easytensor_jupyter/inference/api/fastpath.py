@@ -7,9 +7,10 @@ prediction itself for a small model. This outermost ASGI middleware answers
 use: the size limit and its 413 answer from ``upload``, ``Authenticator`` for credentials, and
 ``api.predict.predict_answer`` for the work, the body's memory budget and every error shape.
 It reads the body itself and writes the answer as two ASGI messages, skipping Starlette's Request/Response objects,
-which showed up in the profile too. Anything it is not sure
+which showed up in the profile too. An ``Accept`` asking for a stream (SSE or NDJSON) is
+answered here too, by ``api.streaming``, so each event skips the same machinery. Anything it is not sure
 about (a query string other than ``version=N``, a browser ``Origin`` header, which CORS must see,
-an over-long model id) goes the ordinary way, so FastAPI keeps producing those answers.
+an over-long model id, ``?stream=true``) goes the ordinary way, so FastAPI keeps producing those answers.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from easytensor_jupyter.inference.api.bodies import BodyLease, PredictBodies
 from easytensor_jupyter.inference.api.errors import APIError, error_response
 from easytensor_jupyter.inference.api.predict import predict_answer
 from easytensor_jupyter.inference.api.schemas import MAX_VERSION
+from easytensor_jupyter.inference.api.streaming import StreamKind, open_answer
 from easytensor_jupyter.inference.api.upload import _too_large
 from easytensor_jupyter.inference.state import AppState
 from easytensor_jupyter.inference.store import NotFoundError
@@ -61,9 +63,11 @@ class PredictFastPath:
         self.bodies = bodies
         self.max_body_bytes = bodies.max_body_bytes
 
-    def _route(self, scope: Scope) -> tuple[str, int | None, bytes | None, str] | None:
-        """(model id or "" for /query/, version, Content-Length, Content-Type) when this
-        request is ours to answer."""
+    def _route(
+        self, scope: Scope
+    ) -> tuple[str, int | None, bytes | None, str, StreamKind | None] | None:
+        """(model id or "" for /query/, version, Content-Length, Content-Type, the stream the
+        Accept header asks for) when this request is ours to answer."""
         if scope["type"] != "http" or scope["method"] != "POST":
             return None
         path: str = scope["path"]
@@ -80,25 +84,30 @@ class PredictFastPath:
             return None
         length: bytes | None = None
         content_type: str | None = None
+        stream: StreamKind | None = None
         for name, value in scope["headers"]:
             if name == b"origin":
                 return None
+            if name == b"accept" and (b"event-stream" in value or b"ndjson" in value):
+                stream = "ndjson" if b"ndjson" in value else "sse"
             if name == b"content-length" and length is None:
                 length = value
             elif name == b"content-type" and content_type is None:
                 content_type = value.decode("latin-1")
-        return model_id, version, length, content_type or "application/json"
+        if stream is not None and model_id == "":
+            return None
+        return model_id, version, length, content_type or "application/json", stream
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = self._route(scope)
         if route is None:
             await self.app(scope, receive, send)
             return
-        model_id, version, length, content_type = route
+        model_id, version, length, content_type, stream = route
         status = 500
         try:
             status, payload, headers = await self._answer(
-                scope, receive, model_id, version, length, content_type
+                scope, receive, model_id, version, length, content_type, stream, send
             )
             if payload is not None:
                 await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -141,6 +150,8 @@ class PredictFastPath:
         version: int | None,
         length: bytes | None,
         content_type: str,
+        stream: StreamKind | None = None,
+        send: Send | None = None,
     ) -> tuple[int, bytes | None, list[tuple[bytes, bytes]]]:
         state = self.state
         declared: int | None = None
@@ -165,6 +176,21 @@ class PredictFastPath:
                 model_id = principal.model_id
             elif not principal.may_query(model_id):
                 raise APIError(403, "wrong_model", "this query token belongs to another model")
+            if stream is not None and send is not None:
+                streamed = await open_answer(
+                    state,
+                    self.bodies,
+                    model_id,
+                    version,
+                    stream,
+                    content_type,
+                    lambda lease: self._read_body(receive, lease, declared),
+                )
+                try:
+                    await streamed(scope, receive, send)
+                except Exception:
+                    log.exception("a stream failed after it started on POST %s", scope["path"])
+                return 200, None, []
             answer = await predict_answer(
                 state,
                 self.bodies,

@@ -61,6 +61,7 @@ def _version_view(state: AppState, v: VersionRecord) -> VersionOut:
         status=state.pool.status((v.model_id, v.version)),
         sample=SampleOut(input=m.sample.input, output=m.sample.output) if m.sample else None,
         batching=m.batching,
+        streaming=m.streaming,
         provenance=m.provenance,
         init_args=m.init_args,
         init_kwargs=m.init_kwargs,

@@ -267,10 +267,20 @@ async def predict(
     version: int | None = Query(
         None, ge=1, le=MAX_VERSION, description="A version number; default if absent"
     ),
+    stream: str | None = Query(
+        None,
+        description="true: answer with server-sent events, one per chunk of the model's "
+        "predict_stream (as Accept: text/event-stream does; application/x-ndjson for JSON lines)",
+    ),
 ) -> Response:
     state = get_state(request)
     if not principal.may_query(model_id):
         raise APIError(403, "wrong_model", "this query token belongs to another model")
+    from easytensor_jupyter.inference.api import streaming
+
+    kind = streaming.stream_kind(request, stream)
+    if kind is not None:
+        return await streaming.stream_response(state, request, model_id, version, kind)
     return await predict_response(state, request, model_id, version)
 
 

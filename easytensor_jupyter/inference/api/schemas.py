@@ -63,6 +63,9 @@ class VersionOut(BaseModel):
     status: VersionStatus
     sample: SampleOut | None
     batching: Batching | None
+    streaming: bool = Field(
+        False, description="The model has predict_stream: it answers streams (?stream=true)"
+    )
     provenance: dict[str, Any]
     init_args: list[Any]
     init_kwargs: dict[str, Any]

@@ -3,7 +3,7 @@ or Ray Serve deployments (``RayBackend``), and the spec of a version either one 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -76,6 +76,18 @@ class ServingBackend(Protocol):
 
     def start_standby(self) -> None:
         """Get ready for the first load, where the backend can (a spare worker)."""
+
+    async def open_stream(
+        self,
+        key: Key,
+        spec: Callable[[], WorkerSpec],
+        instance: Any,
+        chunk_timeout: float,
+        total_timeout: float,
+    ) -> AsyncIterator[Any]:
+        """The chunks of ``predict_stream(instance)``; raises ``StreamUnsupported`` before
+        any chunk when the model has none."""
+        ...
 
     async def apply_scaling(self, model_id: str, scaling: dict[str, Any] | None) -> None: ...
 

@@ -6,12 +6,15 @@ import signal
 from typing import Any
 
 __all__ = [
+    "StreamTimeout",
+    "StreamUnsupported",
     "WorkerBusy",
     "WorkerCrashed",
     "WorkerError",
     "WorkerInputError",
     "WorkerLoadError",
     "WorkerMemoryLimit",
+    "WorkerModelError",
     "WorkerOutputTooLarge",
     "WorkerRestarted",
     "WorkerTimeout",
@@ -106,3 +109,19 @@ class WorkerBusy(WorkerError):
 
 class WorkerInputError(WorkerError):
     """Input the frame format cannot carry (nested too deep, for one)."""
+
+
+class WorkerModelError(WorkerError):
+    """The model's own code failed during a stream; ``error`` is its code, message, detail."""
+
+    def __init__(self, error: dict[str, Any]) -> None:
+        super().__init__(str(error.get("message", "the model failed")))
+        self.error = error
+
+
+class StreamTimeout(WorkerError):
+    """A stream ran past the total stream timeout; the worker stopped it and lives on."""
+
+
+class StreamUnsupported(WorkerError):
+    """A stream was asked of a model without ``predict_stream``."""

@@ -38,6 +38,7 @@ __all__ = [
     "import_model_module",
     "load_bundle_dir",
     "to_jsonable",
+    "traceback_tail",
 ]
 
 TRACEBACK_TAIL_LINES = 12
@@ -101,6 +102,9 @@ def _traceback_tail(exc: BaseException) -> str:
     lines = traceback.format_exception(type(exc), exc, tb)
     text = "".join(lines).rstrip().splitlines()
     return "\n".join(text[-TRACEBACK_TAIL_LINES:])
+
+
+traceback_tail = _traceback_tail
 
 
 def import_model_module(path: Path, module_name: str) -> ModuleType:

@@ -7,7 +7,12 @@ anything richer than plain data from it.
 Messages (``t`` is the type):
     worker -> server  {"t": "ready", "pid", "batch"} | {"t": "load_error", "error": {...}}
                       {"t": "results", "results": [{"id", "outcomes": [[ok, value], ...]}]}
+                      {"t": "stream", "events": [[id, "c", chunk] | [id, "e", None | error]]}
     server -> worker  {"t": "predict", "requests": [{"id", "instances": [...]}]} | {"t": "shutdown"}
+                      {"t": "stream", "id", "input"} | {"t": "cancel", "id"}
+A ``stream`` frame from the server starts the model's ``predict_stream`` on one input; the
+worker answers with chunk events as the model yields them and one end event ("e"), whose
+value is None or the error; ``cancel`` closes the generator.
 A predict frame carries a list of requests so several can travel together: under load the
 server packs every request that arrived in one event-loop turn into one frame (one write, one
 wake-up of the worker), and the worker answers several in one results frame.
@@ -38,6 +43,7 @@ __all__ = [
     "predict_frame",
     "read_frame",
     "recv_frame",
+    "send_events",
     "send_frame",
 ]
 
@@ -139,3 +145,38 @@ def recv_frame(sock: socket.socket) -> dict[str, Any] | None:
 
 def send_frame(sock: socket.socket, message: dict[str, Any]) -> None:
     sock.sendall(encode_frame(message))
+
+
+def _fits(event: list[Any], limit: int) -> list[Any]:
+    """The event, or an end event with the error that kept it from being sent."""
+    try:
+        size = len(encode_frame({"t": "stream", "events": [event]}))
+    except (TypeError, ValueError, OverflowError) as exc:
+        error = {"code": "output_not_json", "message": f"a chunk cannot be sent: {exc}"}
+        return [event[0], "e", {**error, "detail": None}]
+    if size <= limit:
+        return event
+    message = (
+        f"a chunk is {size / (1 << 20):.1f} MB, over the server's {limit / (1 << 20):g} MB "
+        "limit (--worker-max-output-mb); yield smaller chunks"
+    )
+    return [event[0], "e", {"code": "output_too_large", "message": message, "detail": None}]
+
+
+def send_events(sock: socket.socket, events: list[list[Any]], limit: int) -> list[int]:
+    """Stream events in one frame, or one frame each when together they pass ``limit``; the
+    ids of streams ended because a chunk could not be sent."""
+    try:
+        frame = encode_frame({"t": "stream", "events": events})
+    except (TypeError, ValueError, OverflowError):
+        frame = b""
+    if frame and len(frame) <= limit:
+        sock.sendall(frame)
+        return []
+    ended = []
+    for event in events:
+        sent = _fits(event, limit)
+        if sent is not event and event[1] == "c":
+            ended.append(event[0])
+        sock.sendall(encode_frame({"t": "stream", "events": [sent]}))
+    return ended

@@ -13,8 +13,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from easytensor_jupyter.bundle import read_manifest_dir
+from easytensor_jupyter.bundle import joined_chunks, read_manifest_dir
 from easytensor_jupyter.inference.runtime.loader import LoadError, load_bundle_dir
+from easytensor_jupyter.inference.runtime.streams import collect_stream
 from easytensor_jupyter.instances import decode_instance
 
 
@@ -29,7 +30,17 @@ def run_check(directory: Path, device: str) -> dict[str, Any]:
         outcome = loaded.predict([decode_instance(manifest.sample.input, "sample")])[0]
         report["sample_ok"] = outcome.ok
         report["sample_output" if outcome.ok else "sample_error"] = outcome.value
+        if manifest.streaming:
+            report.update(_stream_report(loaded.model, manifest.sample.input))
     return report
+
+
+def _stream_report(model: Any, sample: Any) -> dict[str, Any]:
+    try:
+        chunks = collect_stream(model, decode_instance(sample, "sample"))
+    except Exception as exc:
+        return {"stream_error": f"{type(exc).__name__}: {exc}"}
+    return {"stream_output": joined_chunks(chunks)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,12 +17,17 @@ import contextlib
 import logging
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timezone
 from typing import Any
 
 from easytensor_jupyter.inference.backends.base import Key, VersionStatus, WorkerSpec
-from easytensor_jupyter.inference.backends.errors import WorkerLoadError, WorkerTimeout
+from easytensor_jupyter.inference.backends.errors import (
+    StreamUnsupported,
+    WorkerBusy,
+    WorkerLoadError,
+    WorkerTimeout,
+)
 from easytensor_jupyter.inference.backends.local.sandbox import Sandbox
 from easytensor_jupyter.inference.backends.local.watchdog import Watchdog
 from easytensor_jupyter.inference.backends.local.worker import ExitReason, Worker
@@ -337,6 +342,23 @@ class WorkerPool:
         worker = await self.get(key, spec)
         self._served[worker] = self._served.get(worker, 0) + 1
         return await worker.predict(instances, self.predict_timeout)
+
+    async def open_stream(
+        self,
+        key: Key,
+        spec: Callable[[], WorkerSpec],
+        instance: Any,
+        chunk_timeout: float,
+        total_timeout: float,
+    ) -> AsyncIterator[Any]:
+        """The chunks of the model's ``predict_stream(instance)``, once a worker is ready."""
+        worker = await self.get(key, spec)
+        if not worker.can_stream:
+            raise StreamUnsupported(f"{worker.spec.label} has no predict_stream method")
+        if worker.inflight >= self.max_pending:
+            raise WorkerBusy(f"{worker.inflight} requests are already waiting for this model")
+        self._served[worker] = self._served.get(worker, 0) + 1
+        return worker.streams.run(instance, chunk_timeout, total_timeout)
 
     async def stop_where(self, match: Callable[[Key], bool]) -> None:
         workers = [w for k, w in self._workers.items() if match(k)]

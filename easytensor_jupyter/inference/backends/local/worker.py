@@ -37,6 +37,7 @@ from easytensor_jupyter.inference.backends.errors import (
     WorkerTimeout,
 )
 from easytensor_jupyter.inference.backends.local.sandbox import Jail, Sandbox
+from easytensor_jupyter.inference.backends.local.streaming import WorkerStreams
 from easytensor_jupyter.inference.backends.local.watchdog import (
     Watchdog,
     tree_cpu_seconds,
@@ -98,6 +99,7 @@ class Worker:
             "starting"
         )
         self.can_batch = False
+        self.can_stream = False
         self.last_used = time.monotonic()
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[list[Any]]] = {}
@@ -111,10 +113,17 @@ class Worker:
         self.proc: asyncio.subprocess.Process | None = None
         self.dir: Path | None = None
         self._writer: asyncio.StreamWriter | None = None
+        self.streams = WorkerStreams(self._send, lambda: self.kill("timeout"), self._ids)
 
     @property
     def inflight(self) -> int:
-        return len(self._pending)
+        return len(self._pending) + self.streams.count
+
+    def _send(self, frame: bytes) -> None:
+        if self.state != "ready" or self._writer is None or self._writer.is_closing():
+            raise WorkerRestarted("the worker is not running")
+        self.last_used = time.monotonic()
+        self._writer.write(frame)
 
     async def start(self, standby: bool = False) -> None:
         """Spawn the process; a standby one imports torch and waits for ``assign``."""
@@ -189,9 +198,12 @@ class Worker:
                         future = self._pending.get(result.get("id"))
                         if future is not None and not future.done():
                             future.set_result(list(result.get("outcomes", [])))
+                elif kind == "stream":
+                    self.streams.deliver(message.get("events") or [])
                 elif kind == "ready" and self.state == "loading":
                     self.state = "ready"
                     self.can_batch = bool(message.get("batch"))
+                    self.can_stream = bool(message.get("stream"))
                     if not self._ready.done():
                         self._ready.set_result(None)
                 elif kind == "load_error" and not self._ready.done():
@@ -263,6 +275,7 @@ class Worker:
         for future in self._pending.values():
             if not future.done():
                 future.set_exception(error)
+        self.streams.fail(error)
         if self._writer is not None:
             self._writer.close()
         if self.dir is not None:
@@ -360,7 +373,7 @@ class Worker:
 
     def idle(self) -> bool:
         """Ready, nothing in flight, and past the second in which torch's threads spin down."""
-        return self.state == "ready" and not self._pending and time.monotonic() - self.last_used > 1
+        return self.state == "ready" and not self.inflight and time.monotonic() - self.last_used > 1
 
     @property
     def label(self) -> str:

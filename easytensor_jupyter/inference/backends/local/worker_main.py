@@ -5,6 +5,8 @@ Run as ``python -m easytensor_jupyter.inference.backends.local.worker_main --fd 
 and prefixes. A reader thread keeps receiving while the model computes, so queued requests can
 be handed to ``predict_batch`` together, and so the worker notices at once when the server is
 gone (end of file) even in the middle of an endless ``predict_single``.
+Streams (``predict_stream``) are stepped a chunk at a time between requests
+(``runtime.streams``), so a long stream and quick predictions share the worker.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from easytensor_jupyter.inference.runtime.protocol import (
     FrameError,
     encode_frame,
     recv_frame,
+    send_events,
     send_frame,
 )
 
@@ -119,6 +122,8 @@ def _reader(sock: socket.socket, inbox: queue.SimpleQueue[dict[str, Any] | None]
         if frame["t"] == "predict":
             for request in frame.get("requests", []):
                 inbox.put(request)
+        elif frame["t"] in ("stream", "cancel"):
+            inbox.put(frame)
         elif frame["t"] == "shutdown":
             inbox.put(None)
 
@@ -176,6 +181,40 @@ class _Server:
         self.max_wait = batching.max_wait_ms / 1000.0 if batching is not None else 0.0
         self.inbox: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
         self.stopping = False
+        from easytensor_jupyter.inference.runtime.streams import Streams
+
+        self.streams = Streams(model.model, self.max_items, self.max_wait)
+
+    def _side(self, item: dict[str, Any]) -> bool:
+        """Handle a stream or cancel frame; False for an ordinary request."""
+        kind = item.get("t")
+        if kind == "stream":
+            self._send_events(self.streams.add(int(item["id"]), item.get("input")))
+        elif kind == "cancel":
+            self.streams.cancel(int(item["id"]))
+        return kind is not None
+
+    def _send_events(self, events: list[list[Any]]) -> None:
+        if events:
+            for request_id in send_events(self.sock, events, self.max_output):
+                self.streams.cancel(request_id)
+
+    def _next(self) -> dict[str, Any] | None:
+        """The next request, stepping the running streams while none waits."""
+        while True:
+            wait = self.streams.wait_s()
+            try:
+                if wait is None:
+                    item = self.inbox.get()
+                elif wait > 0:
+                    item = self.inbox.get(timeout=wait)
+                else:
+                    item = self.inbox.get_nowait()
+            except queue.Empty:
+                self._send_events(self.streams.step())
+                continue
+            if item is None or not self._side(item):
+                return item
 
     def _gather(self, first: dict[str, Any]) -> list[dict[str, Any]]:
         batch = [first]
@@ -194,6 +233,8 @@ class _Server:
             if nxt is None:
                 self.stopping = True
                 break
+            if self._side(nxt):
+                continue
             batch.append(nxt)
             count += len(nxt["instances"])
         return batch
@@ -213,8 +254,9 @@ class _Server:
     def serve(self) -> None:
         threading.Thread(target=_reader, args=(self.sock, self.inbox), daemon=True).start()
         while not self.stopping:
-            first = self.inbox.get()
+            first = self._next()
             if first is None:
+                self.streams.close_all()
                 return
             if not self.can_batch:
                 _send_results(self.sock, self._run_queued(first), self.max_output)
@@ -249,6 +291,8 @@ class _Server:
             if nxt is None:
                 self.stopping = True
                 return results
+            if self._side(nxt):
+                return results
             request = nxt
 
 
@@ -278,8 +322,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         error = {"stage": "worker", "message": f"{type(exc).__name__}: {exc}", "detail": None}
         send_frame(sock, {"t": "load_error", "error": error})
         return 0
-    send_frame(sock, {"t": "ready", "pid": os.getpid(), "batch": model.batch_fn is not None})
-    _Server(sock, model, manifest.batching, args.max_output).serve()
+    server = _Server(sock, model, manifest.batching, args.max_output)
+    ready = {"t": "ready", "pid": os.getpid(), "batch": model.batch_fn is not None}
+    send_frame(sock, {**ready, "stream": server.streams.supported})
+    server.serve()
     return 0
 
 

@@ -18,7 +18,7 @@ import hashlib
 import logging
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -56,6 +56,7 @@ from easytensor_jupyter.inference.backends.ray.placement import (
 )
 from easytensor_jupyter.inference.backends.ray.replica import ReplicaConfig
 from easytensor_jupyter.inference.backends.ray.router import DirectRouter
+from easytensor_jupyter.inference.backends.ray.streaming import open_serve_stream
 from easytensor_jupyter.inference.store import content_key
 
 __all__ = ["RayBackend", "RayDeployment", "RayOptions", "app_name", "probe_address"]
@@ -245,6 +246,18 @@ class RayBackend:
             if raw is not None:
                 return decode_reply(raw)
         return decode_reply(await self._through_serve(key, deployment, instances))
+
+    async def open_stream(
+        self,
+        key: Key,
+        spec: Callable[[], WorkerSpec],
+        instance: Any,
+        chunk_timeout: float,
+        total_timeout: float,
+    ) -> AsyncIterator[Any]:
+        """Streams go through Serve's handle; the replica's worker keeps both timeouts."""
+        deployment = self._apps.get(key) or await self._ensure(key, spec)
+        return await open_serve_stream(deployment.handle, instance, chunk_timeout, total_timeout)
 
     async def _through_serve(
         self, key: Key, deployment: RayDeployment, instances: list[Any]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from easytensor_jupyter.inference.backends.ray.bundles import KEEPER_NAME
 from easytensor_jupyter.inference.backends.ray.envelope import error_reply, ok_reply
 from easytensor_jupyter.inference.backends.ray.leftovers import new_replica_dir
 from easytensor_jupyter.inference.backends.ray.presence import Presence
+from easytensor_jupyter.inference.backends.ray.streaming import replica_stream
 
 __all__ = ["ModelReplica", "ReplicaConfig"]
 
@@ -152,6 +154,17 @@ class ModelReplica:
         except (WorkerError, OSError) as exc:
             return error_reply(exc)
         return ok_reply(results)
+
+    async def stream(
+        self, instance: Any, chunk_timeout: float, total_timeout: float
+    ) -> AsyncIterator[bytes]:
+        """The model's ``predict_stream(instance)`` as msgpack items (see ``streaming``)."""
+        self.presence.served += 1
+        items = replica_stream(
+            self._live_worker, instance, chunk_timeout, total_timeout, self.load_error
+        )
+        async for item in items:
+            yield item
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.002)
     async def batched(self, requests: list[list[Any]]) -> list[list[Any]]:
