@@ -1,5 +1,10 @@
-"""The kernel's side of drift: after every cell, compare each model this kernel deployed with
-the server's default version of it, and tell the query panels and the lab panel.
+"""The kernel's side of drift: compare a model this kernel deployed with the server's default
+version of it, and tell the query panels and the lab panel.
+
+After a cell, only models with a query panel open here are checked: a check captures the class
+again and hashes what moved, and doing that for every model after every cell made a notebook
+with dozens of deployed models slow to run. The lab panel's request and ``%easytensor_models``
+check the models they show when they ask.
 
 The kernel's fingerprint comes from what a deploy would ship now: the class captured again from
 the model's last ``%%easytensor_model`` cell, the live instance's weights (hashed only when a
@@ -48,10 +53,13 @@ class Report:
 
 
 def report() -> Report:
-    """The latest drift of every model deployed from this kernel."""
+    """The drift, checked now, of every model deployed from this kernel."""
     merged: dict[str, Drift] = {}
     for watch in _ACTIVE:
-        merged.update(watch.latest)
+        for model_id in list(watch.tracked):
+            drift = watch.check(model_id)
+            if drift is not None:
+                merged[model_id] = drift
     return Report(merged)
 
 
@@ -61,7 +69,7 @@ class DriftWatch:
         self.tracked: dict[str, Tracked] = {}
         self.latest: dict[str, Drift] = {}
         self._panels: list[weakref.ref[Any]] = []
-        self._weights: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {}
+        self._weights: dict[tuple[int, str], tuple[tuple[Any, ...], dict[str, Any]]] = {}
         _ACTIVE.append(self)
 
     def close(self) -> None:
@@ -88,8 +96,10 @@ class DriftWatch:
 
     # -- checking --------------------------------------------------------------------------
     def after_cell(self, _result: Any = None) -> None:
+        shown = {panel.model_id for ref in self._panels if (panel := ref()) is not None}
         for model_id in list(self.tracked):
-            self.check(model_id)
+            if model_id in shown:
+                self.check(model_id)
 
     def check(self, model_id: str) -> Drift | None:
         tracked = self.tracked.get(model_id)
@@ -196,9 +206,9 @@ class DriftWatch:
         parts = {}
         for name, tensor in instance.state_dict().items():
             key = (tensor.data_ptr(), tensor._version, tuple(tensor.shape), tensor.dtype)
-            cached = self._weights.get(name)
+            cached = self._weights.get((id(instance), name))
             if cached is None or cached[0] != key:
                 cached = (key, tensor_entry(tensor))
-                self._weights[name] = cached
+                self._weights[id(instance), name] = cached
             parts[name] = cached[1]
         return parts

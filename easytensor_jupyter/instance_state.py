@@ -23,6 +23,8 @@ from easytensor_jupyter.state import StateWriter, Unencodable
 __all__ = ["InstanceReport", "capture_instance", "same_value"]
 
 _MODULE_INTERNALS = frozenset(torch.nn.Module().__dict__) | {"training"}
+# RNN, GRU and LSTM rebuild these views of their parameters themselves (_init_flat_weights).
+_DERIVED = {torch.nn.RNNBase: frozenset({"_flat_weights", "_flat_weight_refs"})}
 
 
 @dataclass
@@ -108,7 +110,11 @@ def _fresh(model: torch.nn.Module, args: list[Any], kwargs: dict[str, Any]) -> A
 
 
 def _own_state(module: torch.nn.Module) -> dict[str, Any]:
-    state = {k: v for k, v in vars(module).items() if k not in _MODULE_INTERNALS}
+    skip = set(_MODULE_INTERNALS)
+    for cls, names in _DERIVED.items():
+        if isinstance(module, cls):
+            skip |= names
+    state = {k: v for k, v in vars(module).items() if k not in skip}
     for name in sorted(getattr(module, "_non_persistent_buffers_set", ())):
         if module._buffers.get(name) is not None:
             state[name] = module._buffers[name]

@@ -582,6 +582,22 @@ CASES: list[Case] = [
         "m_stop",
         "['The end of a story', 'nothing here']",
     ),
+    Case(
+        "recurrent_layers",
+        "",
+        "class SeqModel(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.gru = nn.GRU(2, 4, batch_first=True)\n"
+        "        self.lstm = nn.LSTM(4, 3, batch_first=True)\n\n"
+        "    def predict_single(self, x):\n"
+        "        out, _ = self.gru(torch.tensor([x], dtype=torch.float32))\n"
+        "        out, _ = self.lstm(out)\n"
+        "        return [round(v, 5) for v in out[0, -1].tolist()]\n"
+        "torch.manual_seed(34)\nm_seq = SeqModel()",
+        "m_seq",
+        "[[[0.1, 0.2], [0.3, 0.4]], [[1.0, -1.0]]]",
+    ),
 ]
 
 
