@@ -4,6 +4,7 @@ import { formatLatency, formatScaling, plural } from './format';
 import { Playground } from './playground';
 import { IUiServices } from './services';
 import { TokenSection } from './tokens';
+import { TrafficApi, TrafficSection } from './traffic';
 import { IModel } from './types';
 import { renderReplicas } from './replicas';
 import { renderVersions, statusBadge } from './versions';
@@ -31,6 +32,7 @@ export class ModelView {
       () => void this.reloadStats()
     );
     this.tokens = new TokenSection(services, model.id);
+    this.traffic = new TrafficSection(new TrafficApi(), model);
 
     const copy = copyButton(
       'jp-EasyTensor-copy',
@@ -76,6 +78,7 @@ export class ModelView {
       h('h3', { className: 'jp-EasyTensor-sectionTitle', text: 'Versions' }),
       this.versionsSlot,
       this.tokens.node,
+      this.traffic.node,
       h('div', { className: 'jp-EasyTensor-dangerZone' }, remove)
     );
     this.render();
@@ -88,6 +91,7 @@ export class ModelView {
   update(model: IModel): void {
     this.model = model;
     this.playground.setModel(model);
+    this.traffic.setModel(model);
     this.render();
   }
 
@@ -208,6 +212,7 @@ export class ModelView {
 
   private readonly playground: Playground;
   private readonly tokens: TokenSection;
+  private readonly traffic: TrafficSection;
   private readonly title = h('div', { className: 'jp-EasyTensor-detailTitle' });
   private readonly summary = h('div', { className: 'jp-EasyTensor-summary' });
   private readonly scaling = h('div', {

@@ -39,6 +39,7 @@ _QUERY_ROUTE = "/query/"
 _MAX_ID = 200
 _STATUS_LABELS = {code: str(code) for code in range(100, 600)}
 _JSON = (b"content-type", b"application/json")
+_VERSION = b"x-easytensor-version"
 
 
 def _version(query: bytes) -> int | bool | None:
@@ -61,9 +62,9 @@ class PredictFastPath:
         self.bodies = bodies
         self.max_body_bytes = bodies.max_body_bytes
 
-    def _route(self, scope: Scope) -> tuple[str, int | None, bytes | None, str] | None:
-        """(model id or "" for /query/, version, Content-Length, Content-Type) when this
-        request is ours to answer."""
+    def _route(self, scope: Scope) -> tuple[str, int | None, bytes | None, str, str | None] | None:
+        """(model id or "" for /query/, version, Content-Length, Content-Type, request key)
+        when this request is ours to answer."""
         if scope["type"] != "http" or scope["method"] != "POST":
             return None
         path: str = scope["path"]
@@ -80,6 +81,7 @@ class PredictFastPath:
             return None
         length: bytes | None = None
         content_type: str | None = None
+        key: str | None = None
         for name, value in scope["headers"]:
             if name == b"origin":
                 return None
@@ -87,18 +89,20 @@ class PredictFastPath:
                 length = value
             elif name == b"content-type" and content_type is None:
                 content_type = value.decode("latin-1")
-        return model_id, version, length, content_type or "application/json"
+            elif name == b"x-easytensor-key" and key is None:
+                key = value.decode("latin-1")
+        return model_id, version, length, content_type or "application/json", key
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = self._route(scope)
         if route is None:
             await self.app(scope, receive, send)
             return
-        model_id, version, length, content_type = route
+        model_id, version, length, content_type, key = route
         status = 500
         try:
             status, payload, headers = await self._answer(
-                scope, receive, model_id, version, length, content_type
+                scope, receive, model_id, version, length, content_type, key
             )
             if payload is not None:
                 await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -141,6 +145,7 @@ class PredictFastPath:
         version: int | None,
         length: bytes | None,
         content_type: str,
+        key: str | None = None,
     ) -> tuple[int, bytes | None, list[tuple[bytes, bytes]]]:
         state = self.state
         declared: int | None = None
@@ -172,9 +177,12 @@ class PredictFastPath:
                 version,
                 content_type,
                 lambda lease: self._read_body(receive, lease, declared),
+                principal,
+                key,
             )
             payload = orjson.dumps(answer, option=orjson.OPT_NON_STR_KEYS)
-            return 200, payload, [(b"content-length", str(len(payload)).encode()), _JSON]
+            served = (_VERSION, str(answer["version"]).encode())
+            return 200, payload, [(b"content-length", str(len(payload)).encode()), _JSON, served]
         except ClientDisconnect:
             return 499, None, []
         except APIError as exc:
