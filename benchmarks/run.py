@@ -2,6 +2,7 @@
 
     .venv/bin/python -m benchmarks.run [--quick]
     .venv/bin/python -m benchmarks.run --only ray    # local vs Ray backend -> results/ray.*
+    .venv/bin/python -m benchmarks.run --only log    # request log off vs all -> results/request_log.*
 
 Ratios in the targets table come from this one run, side by side: the systems take turns on
 the same machine, each alone while it is measured.
@@ -462,9 +463,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--only",
-        choices=["ray"],
+        choices=["ray", "log"],
         help="ray: only the local backend next to the Ray backend (1 and 2 replicas), "
-        "written to results/ray.md, .json and .png",
+        "written to results/ray.md, .json and .png; log: the request log off next to all, "
+        "written to results/request_log.md and .json",
     )
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
@@ -481,6 +483,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.only == "ray":
             return _ray_only(args, work, seconds)
+        if args.only == "log":
+            from benchmarks.request_log import log_cost
+
+            return log_cost(work, args.out, seconds, args.workers)
         bundles = {
             key: build_bundle(work / key, f"bench-{key}", m.class_name, m.batching)
             for key, m in MODELS.items()

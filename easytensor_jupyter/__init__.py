@@ -16,8 +16,11 @@ if TYPE_CHECKING:
 __all__ = [
     "QueryPanel",
     "__version__",
+    "compare",
     "last_deployment",
     "load_ipython_extension",
+    "request_log",
+    "set_request_log",
     "unload_ipython_extension",
 ]
 
@@ -57,6 +60,28 @@ def last_deployment() -> Any:
     from easytensor_jupyter.magics import last_deployment as last
 
     return last()
+
+
+def request_log(model: str, **options: Any) -> Any:
+    """A model's logged requests: a pandas DataFrame with pandas installed, else a list of
+    dicts (see ``easytensor_jupyter.traffic.request_log`` for the filters)."""
+    from easytensor_jupyter.traffic import request_log as fetch
+
+    return fetch(model, **options)
+
+
+def set_request_log(model: str, mode: str, **options: Any) -> Any:
+    """Set what a model's request log keeps: off, errors, sample:P or all."""
+    from easytensor_jupyter.traffic import set_request_log as apply
+
+    return apply(model, mode, **options)
+
+
+def compare(model: str, a: int, b: int, inputs: list[Any] | None = None, **options: Any) -> Any:
+    """Replay inputs (default: the logged ones) on versions ``a`` and ``b`` on the server."""
+    from easytensor_jupyter.traffic import compare as run
+
+    return run(model, a, b, inputs, **options)
 
 
 def __getattr__(name: str) -> Any:

@@ -447,8 +447,12 @@ class Client:
         create_token: bool = True,
         force: bool = False,
         progress: ProgressFactory | None = None,
+        candidate: bool = False,
     ) -> UploadResult:
-        """Stream a bundle directory; files the server already has are not sent again."""
+        """Stream a bundle directory; files the server already has are not sent again.
+
+        A ``candidate`` version leaves the model's default where it is, so it takes no traffic.
+        """
         manifest = Manifest.parse_bytes((directory / MANIFEST_NAME).read_bytes())
         hashes = [entry.sha256 for entry in manifest.files.values()]
         present = frozenset(set(hashes) - self.missing_blobs(hashes))
@@ -462,7 +466,11 @@ class Client:
                 "/v1/models",
                 data=body,
                 headers={"Content-Type": "application/x-tar"},
-                params={"create_token": str(create_token).lower(), "force": str(force).lower()},
+                params={
+                    "create_token": str(create_token).lower(),
+                    "force": str(force).lower(),
+                    **({"candidate": "true"} if candidate else {}),
+                },
                 timeout=max(self.timeout, 600.0),
                 retry=False,
             )

@@ -136,6 +136,11 @@ class EasyTensorMagics(Magics):
     @argument("--init", help="constructor arguments as JSON, e.g. '{\"hidden\": 8}'")
     @argument("--class", dest="class_name", help="which class, when the cell defines several")
     @argument("--force", action="store_true", help="make a new version even if nothing changed")
+    @argument(
+        "--candidate",
+        action="store_true",
+        help="deploy a version that takes no traffic (the default stays), to compare or canary",
+    )
     @argument("--no-panel", action="store_true", help="print a summary instead of the query panel")
     @cell_magic
     def easytensor_model(self, line: str, cell: str) -> DeploySummary | None:
@@ -170,6 +175,7 @@ class EasyTensorMagics(Magics):
             force=args.force,
             panel=not args.no_panel,
             var=args.instance,
+            candidate=args.candidate,
         )
 
     def _capture(self, cell: str, class_name: str | None, state: Any = None) -> Any:
@@ -231,6 +237,7 @@ class EasyTensorMagics(Magics):
         force: bool,
         panel: bool,
         var: str | None = None,
+        candidate: bool = False,
     ) -> DeploySummary | None:
         from easytensor_jupyter.client import EasyTensorError
         from easytensor_jupyter.packaging import PublishRequest, publish
@@ -276,6 +283,7 @@ class EasyTensorMagics(Magics):
                 force=force,
                 progress=byte_progress,
                 on_step=print,
+                candidate=candidate,
             )
         except (ModelCheckError, EasyTensorError) as exc:
             raise UsageError(f"Nothing was uploaded. {exc}") from None
@@ -290,6 +298,12 @@ class EasyTensorMagics(Magics):
             token_kept=token is not None,
         )
         print(summary.text())
+        if candidate and not result.unchanged:
+            print(
+                f"Version {result.version} is a candidate: it takes no traffic until you promote "
+                f"it or give it a share. Compare it: easytensor_jupyter.compare({result.id!r}, "
+                f"a=DEFAULT, b={result.version})"
+            )
         _deployments.append(summary)
         self.watch.track(result.id, result.name, var, pending, init)
         headless.record_upload(result, client.endpoint(result.id), request.provenance)
@@ -342,6 +356,7 @@ class EasyTensorMagics(Magics):
     @argument("--sample", "-s", help="a Python expression for the parity-check input")
     @argument("--init", help="constructor arguments as JSON")
     @argument("--force", action="store_true")
+    @argument("--candidate", action="store_true", help="a version that takes no traffic")
     @argument("--no-panel", action="store_true")
     @line_magic
     def easytensor_deploy(self, line: str) -> DeploySummary | None:
@@ -363,6 +378,7 @@ class EasyTensorMagics(Magics):
             init=_parse_init(args.init),
             sample_expr=args.sample,
             force=args.force,
+            candidate=args.candidate,
             panel=not args.no_panel,
             var=args.var,
         )

@@ -300,6 +300,7 @@ def publish(
     force: bool = False,
     progress: Callable[[int, str], Any] | None = None,
     on_step: Callable[[str], None] | None = None,
+    candidate: bool = False,
 ) -> UploadResult:
     """Build, check in a fresh process, and upload; nothing is sent if a check fails."""
     step = on_step or (lambda _msg: None)
@@ -315,7 +316,11 @@ def publish(
         _announce_environment(client, manifest, step)
         step(f"Uploading to {client.url}")
         result = client.upload_bundle(
-            directory, create_token=create_token, force=force, progress=progress
+            directory,
+            create_token=create_token,
+            force=force,
+            progress=progress,
+            candidate=candidate,
         )
     for warning in result.warnings:
         step(f"Warning: {warning}")

@@ -429,3 +429,47 @@ def test_a_stream_runs_through_ray_serve_and_stops_when_the_client_leaves(
         wait_until(closed, 30, "the replica's worker to close the generator")
     finally:
         ray_client.delete_model(upload.id)
+
+
+def test_canary_shadow_and_request_log_route_above_ray(
+    ray_client: Client, ray_server: RunningServer, tmp_path: Path
+) -> None:
+    """Routing, shadows and the log live above the backend: on Ray (and a PostgreSQL
+    registry) a split names the serving version in each answer and the log keeps both."""
+    from easytensor_jupyter import traffic
+
+    name = f"ray traffic {uuid.uuid4().hex[:8]}"
+    first = ray_client.upload_bundle(
+        make_bundle(tmp_path / "a", name=name, init_kwargs={"tag": "a"}).directory
+    )
+    ray_client.upload_bundle(
+        make_bundle(tmp_path / "b", name=name, init_kwargs={"tag": "b"}).directory,
+        candidate=True,
+    )
+    model_id = first.id
+    try:
+        assert ray_client.get_model(model_id)["default_version"] == 1
+        traffic.set_log_settings(ray_client, model_id, "all")
+        traffic.set_traffic(ray_client, model_id, split={"1": 50, "2": 50}, shadow=2)
+        seen = set()
+        for _ in range(40):
+            answer = ray_client.request(
+                "POST", f"/v1/models/{model_id}/predict", json={"instances": ["x"]}
+            )
+            version = answer.headers["X-EasyTensor-Version"]
+            assert answer.json()["predictions"][0]["tag"] == {"1": "a", "2": "b"}[version]
+            seen.add(version)
+        assert seen == {"1", "2"}
+        records = traffic.fetch_requests(ray_client, model_id, limit=100)["records"]
+        assert len(records) == 40 and {r["version"] for r in records} == {1, 2}
+        wait_until(
+            lambda: bool(traffic.fetch_requests(ray_client, model_id, kind="shadow")["records"]),
+            60,
+            "a shadow answer from the Ray replica",
+        )
+        shadow = traffic.fetch_requests(ray_client, model_id, kind="shadow")["records"][0]
+        assert shadow["version"] == 2 and shadow["agrees"] is False
+        compared = traffic.run_compare(ray_client, model_id, 1, 2, ["p", "q"])
+        assert compared["cases"] == 2 and compared["agree"] == 0
+    finally:
+        ray_client.delete_model(model_id)

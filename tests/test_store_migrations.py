@@ -105,7 +105,7 @@ def test_a_store_from_before_migrations_is_upgraded(
     store.blobs.prepare()
     ingest(store, bundle).release()
     store.open()
-    assert [v for v, _ in _versions(store)] == [1, 2, 3] and LATEST_VERSION == 3
+    assert [v for v, _ in _versions(store)] == [1, 2, 3, 4] and LATEST_VERSION == 4
     model = store.get_model("old-abc123")
     assert (model.name, model.default_version, model.scaling) == ("Old", 1, None)
     assert store.resolve_version("old-abc123", None).manifest == bundle.manifest
@@ -119,7 +119,7 @@ def test_a_store_from_before_migrations_is_upgraded(
 
     again = Store(root)
     again.open()
-    assert [v for v, _ in _versions(again)] == [1, 2, 3], "nothing is applied twice"
+    assert [v for v, _ in _versions(again)] == [1, 2, 3, 4], "nothing is applied twice"
     assert again.get_model("old-abc123").scaling == {"replicas": 2}
     second = bundle_factory(name="Old", init_kwargs={"tag": "new"})
     ingest(again, second).release()

@@ -12,7 +12,7 @@ from easytensor_jupyter._version import __version__
 
 __all__ = ["main"]
 
-SUBCOMMANDS = ("serve", "server", "models", "tokens", "query", "deploy")
+SUBCOMMANDS = ("serve", "server", "models", "tokens", "query", "deploy", "logs")
 
 
 def build_parser() -> argparse.ArgumentParser:

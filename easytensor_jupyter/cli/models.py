@@ -1,4 +1,4 @@
-"""``easytensor models [list|show|delete|default|scale|diff]``."""
+"""``easytensor models [list|show|delete|default|scale|diff|log|traffic]``."""
 
 from __future__ import annotations
 
@@ -91,6 +91,9 @@ def add_parser(sub: Any) -> None:
     add_connection_options(scale)
     scale.set_defaults(func=_scale, scale_parser=scale)
     add_diff_parser(actions)
+    from easytensor_jupyter.cli import traffic
+
+    traffic.add_actions(actions)
 
 
 def _size(n: int) -> str:

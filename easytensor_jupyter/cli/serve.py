@@ -391,12 +391,44 @@ def add_parser(sub: Any) -> None:
     _add_sandbox(parser)
     _add_environments(parser)
     parser.add_argument(
+        "--request-log",
+        type=_log_mode,
+        metavar="MODE",
+        help="what each model's request log keeps unless set per model (easytensor models "
+        "log): off, errors, sample:P or all (default off; all on the embedded server)",
+    )
+    parser.add_argument(
+        "--log-redact", action="store_true", help="keep no inputs in the request log"
+    )
+    parser.add_argument(
+        "--log-keep",
+        type=int,
+        metavar="N",
+        help="request log records kept per model (default 10000; 1000 embedded)",
+    )
+    parser.add_argument(
+        "--log-keep-mb",
+        type=float,
+        metavar="MB",
+        help="request log MiB kept per model (default 64; 16 embedded)",
+    )
+    parser.add_argument(
         "--log-level",
         default="info",
         choices=["critical", "error", "warning", "info", "debug"],
         help="log level (default info)",
     )
     parser.set_defaults(func=_run)
+
+
+def _log_mode(text: str) -> str:
+    from easytensor_jupyter.inference.request_log import parse_mode
+
+    try:
+        parse_mode(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text.strip().lower()
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -464,6 +496,10 @@ def _run(args: argparse.Namespace) -> int:
         model_envs=args.model_envs == "on" and not args.embedded,
         package_index=args.package_index,
         find_links=tuple(args.find_links),
+        request_log=args.request_log or ("all" if args.embedded else "off"),
+        log_redact=args.log_redact,
+        log_keep=args.log_keep or (1000 if args.embedded else 10_000),
+        log_keep_mb=args.log_keep_mb or (16.0 if args.embedded else 64.0),
     )
     if args.sandbox_report:
         return _sandbox_report(options)

@@ -13,7 +13,16 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 
 from easytensor_jupyter._version import __version__
-from easytensor_jupyter.inference.api import models, predict, system, tokens, versions_diff
+from easytensor_jupyter.inference.api import (
+    compare,
+    models,
+    predict,
+    request_logs,
+    system,
+    tokens,
+    traffic,
+    versions_diff,
+)
 from easytensor_jupyter.inference.api.auth import Authenticator
 from easytensor_jupyter.inference.api.bodies import PredictBodies
 from easytensor_jupyter.inference.api.errors import (
@@ -34,6 +43,7 @@ from easytensor_jupyter.inference.backends.local.workdir import sweep_stale_dirs
 from easytensor_jupyter.inference.environments import ModelEnvironments, prune_environments
 from easytensor_jupyter.inference.metrics import Metrics, MetricsMiddleware
 from easytensor_jupyter.inference.options import ServeOptions
+from easytensor_jupyter.inference.request_log import LogLimits, RequestLog
 from easytensor_jupyter.inference.state import AppState
 from easytensor_jupyter.inference.store import (
     ConflictError,
@@ -42,6 +52,7 @@ from easytensor_jupyter.inference.store import (
     Store,
 )
 from easytensor_jupyter.inference.store.blobs import StoreFull
+from easytensor_jupyter.inference.traffic import KEY_HEADER, VERSION_HEADER, Traffic
 from easytensor_jupyter.inference.warmup import warm_defaults
 
 __all__ = ["create_app"]
@@ -155,6 +166,16 @@ def _ray_backend(settings: ServeOptions, store: Store) -> ServingBackend:
     )
 
 
+def _log_limits(settings: ServeOptions) -> LogLimits:
+    return LogLimits(
+        keep=settings.log_keep,
+        keep_bytes=int(settings.log_keep_mb * (1 << 20)),
+        max_input_bytes=int(settings.log_input_kb * 1024),
+        max_blob_bytes=int(settings.log_blob_kb * 1024),
+        redact=settings.log_redact,
+    )
+
+
 def create_app(settings: ServeOptions, store: Store, admin_key: str) -> FastAPI:
     """Build the app around an opened store; workers start on demand and stop with the app.
 
@@ -169,16 +190,19 @@ def create_app(settings: ServeOptions, store: Store, admin_key: str) -> FastAPI:
     metrics.track_workers(pool.count)
     envs = ModelEnvironments(settings, store.root)
     state = AppState(settings, store, pool, Authenticator(admin_key, store), metrics, envs)
+    state.traffic = Traffic(state, RequestLog(store, settings.request_log, _log_limits(settings)))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(sweep_stale_dirs)
+        await state.traffic.reload()
         task = asyncio.create_task(_housekeeping(state))
         warming = asyncio.create_task(warm_defaults(state))
+        traffic_task = asyncio.create_task(state.traffic.run())
         try:
             yield
         finally:
-            for background in (warming, task):
+            for background in (warming, task, traffic_task):
                 background.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await background
@@ -200,7 +224,7 @@ def create_app(settings: ServeOptions, store: Store, admin_key: str) -> FastAPI:
     app.add_exception_handler(ConflictError, _conflict)
     app.add_exception_handler(RegistryUnavailable, _registry_unavailable)
     app.add_exception_handler(StoreFull, _store_full)
-    for module in (models, tokens, predict, system, versions_diff):
+    for module in (models, tokens, predict, system, versions_diff, request_logs, traffic, compare):
         app.include_router(module.router)
     app.add_middleware(
         BodyLimitMiddleware,
@@ -213,7 +237,8 @@ def create_app(settings: ServeOptions, store: Store, admin_key: str) -> FastAPI:
             CORSMiddleware,
             allow_origins=list(settings.cors_origins),
             allow_methods=["GET", "POST", "PUT", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", "accessToken"],
+            allow_headers=["Authorization", "Content-Type", "accessToken", KEY_HEADER],
+            expose_headers=[VERSION_HEADER],
         )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

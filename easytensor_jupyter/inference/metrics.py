@@ -7,6 +7,7 @@ so a scan of random URLs cannot grow the label set without bound.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -56,6 +57,46 @@ class Metrics:
             "easytensor_upload_bytes_received", "Bundle file bytes received", registry=r
         )
         self.workers = Gauge("easytensor_workers", "Worker processes alive", registry=r)
+        self.version_requests = Counter(
+            "easytensor_version_requests",
+            "Prediction requests answered by each model version (shadow copies included)",
+            ["model", "version"],
+            registry=r,
+        )
+        self.version_errors = Counter(
+            "easytensor_version_errors",
+            "Prediction requests each model version answered with an error",
+            ["model", "version"],
+            registry=r,
+        )
+        self.version_latency = Histogram(
+            "easytensor_version_latency_seconds",
+            "Time to answer a prediction, per model version",
+            ["model", "version"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.shadow = Counter(
+            "easytensor_shadow_requests",
+            "Shadow copies by model, shadow version and result (agree, differ, error, dropped)",
+            ["model", "version", "result"],
+            registry=r,
+        )
+        self._versions: dict[tuple[str, int], tuple[Any, Any, Any]] = {}
+
+    def observe_version(self, model: str, version: int, failed: bool, seconds: float) -> None:
+        children = self._versions.get((model, version))
+        if children is None:
+            label = str(version)
+            children = self._versions[(model, version)] = (
+                self.version_requests.labels(model, label),
+                self.version_errors.labels(model, label),
+                self.version_latency.labels(model, label),
+            )
+        children[0].inc()
+        if failed:
+            children[1].inc()
+        children[2].observe(seconds)
 
     def track_workers(self, count: Callable[[], int]) -> None:
         self.workers.set_function(count)

@@ -80,6 +80,14 @@ class ServeOptions:
     model_envs: bool = True
     package_index: str | None = None
     find_links: tuple[str, ...] = field(default_factory=tuple)
+    # The request log: the setting of models without their own (off, errors, sample:P, all),
+    # what a record keeps of the input, and how much each model's log holds.
+    request_log: str = "off"
+    log_redact: bool = False
+    log_keep: int = 10_000
+    log_keep_mb: float = 64.0
+    log_input_kb: float = 64.0
+    log_blob_kb: float = 1024.0
 
     @property
     def max_body_bytes(self) -> int:

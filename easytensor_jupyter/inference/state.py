@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -16,6 +16,9 @@ from easytensor_jupyter.inference.environments import ModelEnvironments
 from easytensor_jupyter.inference.metrics import Metrics
 from easytensor_jupyter.inference.options import ServeOptions
 from easytensor_jupyter.inference.store import Store
+
+if TYPE_CHECKING:
+    from easytensor_jupyter.inference.traffic import Traffic
 
 __all__ = ["AppState", "ModelStats", "get_state", "require_admin", "require_caller"]
 
@@ -36,6 +39,7 @@ class AppState:
     metrics: Metrics
     envs: ModelEnvironments
     stats: dict[str, ModelStats] = field(default_factory=dict)
+    traffic: Traffic = field(init=False, repr=False)
 
     @property
     def limits(self) -> Limits:

@@ -13,6 +13,7 @@ from typing import Any
 from easytensor_jupyter.serverext.config import EasyTensor
 from easytensor_jupyter.serverext.handlers import UPSTREAM_SETTING, route_table
 from easytensor_jupyter.serverext.proxy import Upstream
+from easytensor_jupyter.serverext.traffic_handlers import traffic_route_table
 
 __all__ = [
     "EasyTensor",
@@ -35,6 +36,7 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
     web_app = serverapp.web_app
     web_app.settings[UPSTREAM_SETTING] = upstream
     web_app.add_handlers(".*$", route_table(web_app.settings["base_url"]))
+    web_app.add_handlers(".*$", traffic_route_table(web_app.settings["base_url"]))
     if upstream.embedded and settings.autostart:
         upstream.start_in_background()
         serverapp.log.debug("EasyTensor: starting the embedded inference server in the background")

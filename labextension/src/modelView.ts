@@ -7,6 +7,7 @@ import { TokenSection } from './tokens';
 import { IKernelDrift, IModel, IModelVersion } from './types';
 import { renderDiff } from './diffView';
 import { renderDriftNotice } from './drift';
+import { TrafficApi, TrafficSection } from './traffic';
 import { renderReplicas } from './replicas';
 import { renderVersions, statusBadge } from './versions';
 
@@ -33,6 +34,7 @@ export class ModelView {
       () => void this.reloadStats()
     );
     this.tokens = new TokenSection(services, model.id);
+    this.traffic = new TrafficSection(new TrafficApi(), model);
 
     const copy = copyButton(
       'jp-EasyTensor-copy',
@@ -81,6 +83,7 @@ export class ModelView {
       this.versionsSlot,
       this.diffSlot,
       this.tokens.node,
+      this.traffic.node,
       h('div', { className: 'jp-EasyTensor-dangerZone' }, remove)
     );
     this.render();
@@ -93,6 +96,7 @@ export class ModelView {
   update(model: IModel): void {
     this.model = model;
     this.playground.setModel(model);
+    this.traffic.setModel(model);
     this.render();
   }
 
@@ -258,6 +262,7 @@ export class ModelView {
 
   private readonly playground: Playground;
   private readonly tokens: TokenSection;
+  private readonly traffic: TrafficSection;
   private readonly title = h('div', { className: 'jp-EasyTensor-detailTitle' });
   private readonly summary = h('div', { className: 'jp-EasyTensor-summary' });
   private readonly scaling = h('div', {

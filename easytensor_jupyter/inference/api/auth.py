@@ -49,6 +49,7 @@ class Principal:
     kind: Literal["admin", "query"]
     model_id: str | None = None
     token_id: str | None = None
+    label: str | None = None
 
     def may_query(self, model_id: str) -> bool:
         return self.kind == "admin" or self.model_id == model_id
@@ -86,7 +87,7 @@ class Authenticator:
             record = self._store.token_by_hash(hash_token(credential))
             if record is not None and not record.revoked:
                 self.last_used[record.id] = now_iso()
-                return Principal("query", record.model_id, record.id)
+                return Principal("query", record.model_id, record.id, record.label)
             if record is not None:
                 message, code = "this query token was revoked", "token_revoked"
             else:

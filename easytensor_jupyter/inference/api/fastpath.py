@@ -41,6 +41,7 @@ _QUERY_ROUTE = "/query/"
 _MAX_ID = 200
 _STATUS_LABELS = {code: str(code) for code in range(100, 600)}
 _JSON = (b"content-type", b"application/json")
+_VERSION = b"x-easytensor-version"
 
 
 def _version(query: bytes) -> int | bool | None:
@@ -65,9 +66,9 @@ class PredictFastPath:
 
     def _route(
         self, scope: Scope
-    ) -> tuple[str, int | None, bytes | None, str, StreamKind | None] | None:
+    ) -> tuple[str, int | None, bytes | None, str, StreamKind | None, str | None] | None:
         """(model id or "" for /query/, version, Content-Length, Content-Type, the stream the
-        Accept header asks for) when this request is ours to answer."""
+        Accept header asks for, request key) when this request is ours to answer."""
         if scope["type"] != "http" or scope["method"] != "POST":
             return None
         path: str = scope["path"]
@@ -85,6 +86,7 @@ class PredictFastPath:
         length: bytes | None = None
         content_type: str | None = None
         stream: StreamKind | None = None
+        key: str | None = None
         for name, value in scope["headers"]:
             if name == b"origin":
                 return None
@@ -94,20 +96,22 @@ class PredictFastPath:
                 length = value
             elif name == b"content-type" and content_type is None:
                 content_type = value.decode("latin-1")
+            elif name == b"x-easytensor-key" and key is None:
+                key = value.decode("latin-1")
         if stream is not None and model_id == "":
             return None
-        return model_id, version, length, content_type or "application/json", stream
+        return model_id, version, length, content_type or "application/json", stream, key
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = self._route(scope)
         if route is None:
             await self.app(scope, receive, send)
             return
-        model_id, version, length, content_type, stream = route
+        model_id, version, length, content_type, stream, key = route
         status = 500
         try:
             status, payload, headers = await self._answer(
-                scope, receive, model_id, version, length, content_type, stream, send
+                scope, receive, model_id, version, length, content_type, stream, send, key
             )
             if payload is not None:
                 await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -152,6 +156,7 @@ class PredictFastPath:
         content_type: str,
         stream: StreamKind | None = None,
         send: Send | None = None,
+        key: str | None = None,
     ) -> tuple[int, bytes | None, list[tuple[bytes, bytes]]]:
         state = self.state
         declared: int | None = None
@@ -198,9 +203,12 @@ class PredictFastPath:
                 version,
                 content_type,
                 lambda lease: self._read_body(receive, lease, declared),
+                principal,
+                key,
             )
             payload = orjson.dumps(answer, option=orjson.OPT_NON_STR_KEYS)
-            return 200, payload, [(b"content-length", str(len(payload)).encode()), _JSON]
+            served = (_VERSION, str(answer["version"]).encode())
+            return 200, payload, [(b"content-length", str(len(payload)).encode()), _JSON, served]
         except ClientDisconnect:
             return 499, None, []
         except APIError as exc:

@@ -111,7 +111,9 @@ async def _load_check(state: AppState, manifest: Manifest, env: Prepared) -> Loa
         ) from None
 
 
-async def _publish(state: AppState, manifest: Manifest, force: bool, env: Prepared) -> CreateResult:
+async def _publish(
+    state: AppState, manifest: Manifest, force: bool, env: Prepared, candidate: bool = False
+) -> CreateResult:
     """Load-check the bundle in a worker, then create the version; the worker stays warm."""
     if not force:
         same = state.store.find_unchanged(manifest)
@@ -120,7 +122,7 @@ async def _publish(state: AppState, manifest: Manifest, force: bool, env: Prepar
             return same
     worker = await _load_check(state, manifest, env)
     try:
-        result = await asyncio.to_thread(state.store.create_version, manifest, force)
+        result = await asyncio.to_thread(state.store.create_version, manifest, force, candidate)
     except BaseException:
         await worker.stop()
         raise
@@ -147,6 +149,9 @@ async def upload_model(
     request: Request,
     create_token: bool = Query(True, description="Also create a query token"),
     force: bool = Query(False, description="Make a new version even if nothing changed"),
+    candidate: bool = Query(
+        False, description="Keep the default version where it is: the new one takes no traffic"
+    ),
 ) -> Response:
     state = get_state(request)
     mime = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
@@ -162,7 +167,7 @@ async def upload_model(
     state.metrics.bytes_received.inc(received.bytes_received)
     try:
         env = await state.envs.prepare(received.manifest)
-        result = await _publish(state, received.manifest, force, env)
+        result = await _publish(state, received.manifest, force, env, candidate)
     except BaseException:
         state.metrics.uploads.labels("rejected").inc()
         sink.release()

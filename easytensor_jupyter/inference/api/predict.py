@@ -36,6 +36,8 @@ from easytensor_jupyter.inference.backends.errors import (
     WorkerTimeout,
 )
 from easytensor_jupyter.inference.state import AppState, get_state, require_caller
+from easytensor_jupyter.inference.store import NotFoundError
+from easytensor_jupyter.inference.traffic import KEY_HEADER, VERSION_HEADER
 from easytensor_jupyter.instances import InstanceError, NestingError, decode_instances
 
 __all__ = ["decode_body", "predict_answer", "predict_response", "read_request", "router"]
@@ -181,15 +183,26 @@ def _worker_error(exc: WorkerError) -> APIError:
 
 
 async def predict_response(
-    state: AppState, request: Request, model_id: str, version: int | None
+    state: AppState,
+    request: Request,
+    model_id: str,
+    version: int | None,
+    principal: Principal | None = None,
 ) -> Response:
     """Run a prediction and build its answer."""
     content_type = request.headers.get("content-type", "application/json")
     bodies: PredictBodies = request.app.state.bodies
     answer = await predict_answer(
-        state, bodies, model_id, version, content_type, lambda lease: read_request(request, lease)
+        state,
+        bodies,
+        model_id,
+        version,
+        content_type,
+        lambda lease: read_request(request, lease),
+        principal,
+        request.headers.get(KEY_HEADER),
     )
-    return OrjsonResponse(answer)
+    return OrjsonResponse(answer, headers={VERSION_HEADER: str(answer["version"])})
 
 
 async def predict_answer(
@@ -199,6 +212,8 @@ async def predict_answer(
     version: int | None,
     content_type: str,
     read_body: Callable[[BodyLease], Awaitable[bytes]],
+    principal: Principal | None = None,
+    key: str | None = None,
 ) -> dict[str, Any]:
     """The answer's JSON object, or an APIError; shared by the routes and ``fastpath``.
 
@@ -207,14 +222,24 @@ async def predict_answer(
     the server's budget until the answer is built.
     """
     started = time.perf_counter()
-    record = state.store.resolve_version(model_id, version)
+    traffic = state.traffic
+    routed = version is None and model_id in traffic.routed
+    if routed:
+        version = traffic.route(model_id, key)
+    try:
+        record = state.store.resolve_version(model_id, version)
+    except NotFoundError:
+        if not routed:
+            raise
+        record = state.store.resolve_version(model_id, None)  # a split's version was deleted
     stats = state.stats_for(model_id)
     outcome = "ok"
+    status, body = 499, b""
+    answer: Any = None
     try:
         with bodies.lease() as lease:
-            instances = await decode_body(
-                content_type, await read_body(lease), bodies.limits, lease
-            )
+            body = await read_body(lease)
+            instances = await decode_body(content_type, body, bodies.limits, lease)
             try:
                 results = await state.pool.predict(
                     (model_id, record.version),
@@ -234,8 +259,11 @@ async def predict_answer(
                 detail["index"] = index
                 raise APIError(422, str(value.get("code", "model_error")), value["message"], detail)
             predictions.append(value)
+        status, answer = 200, predictions
     except APIError as exc:
         outcome = exc.code
+        status, answer = exc.status, {"error": {"code": exc.code, "message": exc.message}}
+        exc.headers = {**(exc.headers or {}), VERSION_HEADER: str(record.version)}
         raise
     finally:
         elapsed = time.perf_counter() - started
@@ -245,6 +273,10 @@ async def predict_answer(
             stats.errors += 1
         state.metrics.predictions.labels(model_id, outcome).inc()
         state.metrics.predict_latency.labels(model_id).observe(elapsed)
+        traffic.finish(
+            model_id, record.version, routed, elapsed, status, outcome, content_type, body,
+            answer, principal, bodies,
+        )  # fmt: skip
     return {
         "predictions": predictions,
         "model_id": model_id,
@@ -281,7 +313,7 @@ async def predict(
     kind = streaming.stream_kind(request, stream)
     if kind is not None:
         return await streaming.stream_response(state, request, model_id, version, kind)
-    return await predict_response(state, request, model_id, version)
+    return await predict_response(state, request, model_id, version, principal)
 
 
 @router.post(
@@ -301,4 +333,4 @@ async def query(
             "query_token_required",
             "/query/ needs a model's query token; with the admin key use /v1/models/{id}/predict",
         )
-    return await predict_response(state, request, principal.model_id, None)
+    return await predict_response(state, request, principal.model_id, None, principal)

@@ -35,6 +35,8 @@ from easytensor_jupyter.inference.backends.errors import (
     WorkerModelError,
 )
 from easytensor_jupyter.inference.state import AppState
+from easytensor_jupyter.inference.store import NotFoundError
+from easytensor_jupyter.inference.traffic import VERSION_HEADER
 
 __all__ = ["StreamKind", "open_answer", "stream_kind", "stream_response"]
 
@@ -214,7 +216,16 @@ async def open_answer(
     """Open the model's stream on the one input of the body; the answer writes its events.
     Shared by the route and ``fastpath``; refusals raise APIError before anything is sent."""
     started = time.perf_counter()
-    record = state.store.resolve_version(model_id, version)
+    traffic = state.traffic
+    routed = version is None and model_id in traffic.routed
+    if routed:
+        version = traffic.route(model_id, None)
+    try:
+        record = state.store.resolve_version(model_id, version)
+    except NotFoundError:
+        if not routed:
+            raise
+        record = state.store.resolve_version(model_id, None)  # a split's version was deleted
     with bodies.lease() as lease:
         body = await read_body(lease)
         instances = await decode_body(content_type, body, bodies.limits, lease)
@@ -245,4 +256,6 @@ async def open_answer(
     except WorkerError as exc:
         raise _worker_error(exc) from None
     events = _events(state, chunks, kind, model_id, record.version, started)
-    return _StreamAnswer(events, kind)
+    answer = _StreamAnswer(events, kind)
+    answer.headers[VERSION_HEADER] = str(record.version)
+    return answer

@@ -80,6 +80,35 @@ MIGRATIONS: tuple[Migration, ...] = (
         "tokens.label: where a query token was made (a notebook cell, the CLI, the lab panel)",
         ("ALTER TABLE tokens ADD COLUMN label TEXT",),
     ),
+    Migration(
+        4,
+        "request_log and model_policies: each model's logged requests, log setting and traffic",
+        (
+            "CREATE TABLE IF NOT EXISTS model_policies ("
+            " model_id TEXT PRIMARY KEY REFERENCES models(id) ON DELETE CASCADE,"
+            " log_mode TEXT,"
+            " log_keep BIGINT,"
+            " log_keep_bytes BIGINT,"
+            " traffic TEXT)",
+            "CREATE TABLE IF NOT EXISTS request_log ("
+            " id BIGINT PRIMARY KEY,"
+            " model_id TEXT NOT NULL REFERENCES models(id) ON DELETE CASCADE,"
+            " ts DOUBLE PRECISION NOT NULL,"
+            " version INTEGER NOT NULL,"
+            " kind TEXT NOT NULL,"
+            " status INTEGER NOT NULL,"
+            " code TEXT NOT NULL,"
+            " latency_ms DOUBLE PRECISION NOT NULL,"
+            " token_label TEXT,"
+            " input TEXT,"
+            " input_blob BYTEA,"
+            " input_note TEXT,"
+            " output TEXT,"
+            " agrees INTEGER,"
+            " size BIGINT NOT NULL)",
+            "CREATE INDEX IF NOT EXISTS request_log_model ON request_log(model_id, id)",
+        ),
+    ),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

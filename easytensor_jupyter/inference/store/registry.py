@@ -42,6 +42,7 @@ from easytensor_jupyter.inference.store.records import (
     now_iso,
     slug,
 )
+from easytensor_jupyter.inference.store.request_log import RequestLogTable
 from easytensor_jupyter.inference.store.sqlite import SqliteDatabase
 
 __all__ = ["SHARED_GRACE_S", "Store"]
@@ -61,6 +62,7 @@ class Store:
         self.db_path = self.db.path if isinstance(self.db, SqliteDatabase) else None
         self.shared = isinstance(self.db, PostgresDatabase)
         self._manifests: dict[tuple[str, int], Manifest] = {}
+        self.requests = RequestLogTable(self.db)
 
     def describe(self) -> str:
         """Where the registry and the blobs are, for logs: never a password."""
@@ -122,8 +124,11 @@ class Store:
             return CreateResult(latest[0], manifest.name, latest[1], unchanged=True)
         return None
 
-    def create_version(self, manifest: Manifest, force: bool = False) -> CreateResult:
-        """Add version N+1 of ``manifest.name`` (creating the model) and make it the default."""
+    def create_version(
+        self, manifest: Manifest, force: bool = False, candidate: bool = False
+    ) -> CreateResult:
+        """Add version N+1 of ``manifest.name`` (creating the model) and make it the default,
+        unless it is a ``candidate``: then the default stays where it was."""
         key = content_key(manifest)
         raw = manifest.model_dump_json()
         size = sum(e.size for e in manifest.files.values())
@@ -146,10 +151,15 @@ class Store:
                 )
             else:
                 model_id, version = row[0], row[1] + 1
-                conn.execute(
-                    "UPDATE models SET default_version = ?, last_version = ? WHERE id = ?",
-                    (version, version, model_id),
-                )
+                if candidate:
+                    conn.execute(
+                        "UPDATE models SET last_version = ? WHERE id = ?", (version, model_id)
+                    )
+                else:
+                    conn.execute(
+                        "UPDATE models SET default_version = ?, last_version = ? WHERE id = ?",
+                        (version, version, model_id),
+                    )
             conn.execute(
                 "INSERT INTO versions (model_id, version, created_at, manifest, content_key, "
                 "size_bytes) VALUES (?, ?, ?, ?, ?, ?)",
@@ -370,13 +380,15 @@ class Store:
         row = (
             self._conn()
             .execute(
-                "SELECT id, model_id, created_at, revoked_at, last_used_at FROM tokens "
+                "SELECT id, model_id, created_at, revoked_at, last_used_at, label FROM tokens "
                 "WHERE token_hash = ?",
                 (token_hash,),
             )
             .fetchone()
         )
-        return TokenRecord(row[0], row[1], row[2], row[3] is not None, row[4]) if row else None
+        if row is None:
+            return None
+        return TokenRecord(row[0], row[1], row[2], row[3] is not None, row[4], row[5])
 
     def touch_tokens(self, used: dict[str, str]) -> None:
         if not used:
