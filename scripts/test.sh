@@ -29,7 +29,14 @@ echo "==> labextension: lint and unit tests"
 (cd labextension && jlpm install --immutable >/dev/null && jlpm lint:check && jlpm test --silent)
 echo "==> pytest"
 set +e
-.venv/bin/python -m pytest "$@"
+# Two test processes, each file kept on one (its module fixtures start once); most tests wait
+# on servers, kernels and browsers, so two share the CPUs well. PYTEST_WORKERS=0 runs serially.
+workers=${PYTEST_WORKERS:-2}
+if [ "$workers" = "0" ]; then
+  .venv/bin/python -m pytest --durations=25 "$@"
+else
+  .venv/bin/python -m pytest -n "$workers" --dist loadfile --durations=25 "$@"
+fi
 code=$?
 set -e
 if [ "$code" = "5" ]; then
