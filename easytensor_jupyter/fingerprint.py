@@ -99,7 +99,7 @@ def tensor_entry(tensor: torch.Tensor) -> dict[str, Any]:
     value = tensor.detach().cpu().contiguous()
     digest = hashlib.sha256(f"{value.dtype}|{list(value.shape)}|".encode())
     if value.numel():
-        digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())
+        digest.update(value.reshape(-1).view(torch.uint8).numpy().data)  # no copy
     return {"sha256": digest.hexdigest(), "dtype": str(value.dtype), "shape": list(value.shape)}
 
 

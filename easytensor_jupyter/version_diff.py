@@ -31,6 +31,7 @@ _MANIFEST_FIELDS = (
     "sample",
     "input_kind",
     "batching",
+    "streaming",
     "torch_version",
     "python_version",
 )

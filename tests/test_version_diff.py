@@ -52,7 +52,7 @@ def test_diff_of_two_versions(tmp_path: Path) -> None:
     assert not diff["same"]
     assert diff["manifest"]["init_kwargs"] == {"from": {"hidden": 8}, "to": {"hidden": 16}}
     assert diff["manifest"]["requirements"] == {"from": ["numpy==2.0"], "to": ["numpy==2.1"]}
-    assert diff["manifest"]["sample"]["to"] == {"input": "hi", "output": "b"}
+    assert diff["manifest"]["sample"]["to"] == {"input": "hi", "output": "b", "stream_output": None}
     assert diff["weights"]["total"] == 2
     assert [(c["name"], c["max_abs_diff"]) for c in diff["weights"]["changed"]] == [
         ("fc.bias", 0.25)

@@ -55,7 +55,9 @@ async def warm_defaults(state: AppState) -> list[Key]:
     if state.settings.warm_start <= 0:
         return []
     try:
-        models = await asyncio.to_thread(state.store.list_models)
+        # On the event loop, not in a thread: a registry connection that an executor thread
+        # opened while the first workers spawned was found closed under it (PostgreSQL).
+        models = state.store.list_models()
     except RegistryError as exc:
         log.warning("cannot list models to warm them: %s", exc)
         return []
