@@ -35,8 +35,8 @@ from easytensor_jupyter.inference.backends.errors import (
     WorkerRestarted,
     WorkerTimeout,
 )
-from easytensor_jupyter.inference.state import AppState, get_state, require_caller
-from easytensor_jupyter.inference.store import NotFoundError
+from easytensor_jupyter.inference.state import AppState, ModelStats, get_state, require_caller
+from easytensor_jupyter.inference.store import NotFoundError, VersionRecord
 from easytensor_jupyter.inference.traffic import KEY_HEADER, VERSION_HEADER
 from easytensor_jupyter.instances import InstanceError, NestingError, decode_instances
 
@@ -205,6 +205,33 @@ async def predict_response(
     return OrjsonResponse(answer, headers={VERSION_HEADER: str(answer["version"])})
 
 
+def resolve_for_query(
+    state: AppState, model_id: str, version: int | None, key: str | None
+) -> tuple[VersionRecord, bool]:
+    """The version that answers, and whether the model's traffic policy chose it."""
+    traffic = state.traffic
+    routed = version is None and model_id in traffic.routed
+    if routed:
+        version = traffic.route(model_id, key)
+    try:
+        return state.store.resolve_version(model_id, version), routed
+    except NotFoundError:
+        if not routed:
+            raise
+        return state.store.resolve_version(model_id, None), routed  # a split's version was deleted
+
+
+def count_query(
+    state: AppState, stats: ModelStats, model_id: str, outcome: str, elapsed: float
+) -> None:
+    stats.requests += 1
+    stats.last_latency_ms = round(elapsed * 1000, 3)
+    if outcome != "ok":
+        stats.errors += 1
+    state.metrics.predictions.labels(model_id, outcome).inc()
+    state.metrics.predict_latency.labels(model_id).observe(elapsed)
+
+
 async def predict_answer(
     state: AppState,
     bodies: PredictBodies,
@@ -223,15 +250,7 @@ async def predict_answer(
     """
     started = time.perf_counter()
     traffic = state.traffic
-    routed = version is None and model_id in traffic.routed
-    if routed:
-        version = traffic.route(model_id, key)
-    try:
-        record = state.store.resolve_version(model_id, version)
-    except NotFoundError:
-        if not routed:
-            raise
-        record = state.store.resolve_version(model_id, None)  # a split's version was deleted
+    record, routed = resolve_for_query(state, model_id, version, key)
     stats = state.stats_for(model_id)
     outcome = "ok"
     status, body = 499, b""
@@ -267,12 +286,7 @@ async def predict_answer(
         raise
     finally:
         elapsed = time.perf_counter() - started
-        stats.requests += 1
-        stats.last_latency_ms = round(elapsed * 1000, 3)
-        if outcome != "ok":
-            stats.errors += 1
-        state.metrics.predictions.labels(model_id, outcome).inc()
-        state.metrics.predict_latency.labels(model_id).observe(elapsed)
+        count_query(state, stats, model_id, outcome, elapsed)
         traffic.finish(
             model_id, record.version, routed, elapsed, status, outcome, content_type, body,
             answer, principal, bodies,

@@ -27,7 +27,13 @@ from starlette.types import Message, Receive, Scope, Send
 
 from easytensor_jupyter.inference.api.bodies import BodyLease, PredictBodies
 from easytensor_jupyter.inference.api.errors import APIError
-from easytensor_jupyter.inference.api.predict import _worker_error, decode_body, read_request
+from easytensor_jupyter.inference.api.predict import (
+    _worker_error,
+    count_query,
+    decode_body,
+    read_request,
+    resolve_for_query,
+)
 from easytensor_jupyter.inference.backends.errors import (
     StreamTimeout,
     StreamUnsupported,
@@ -35,7 +41,6 @@ from easytensor_jupyter.inference.backends.errors import (
     WorkerModelError,
 )
 from easytensor_jupyter.inference.state import AppState
-from easytensor_jupyter.inference.store import NotFoundError
 from easytensor_jupyter.inference.traffic import VERSION_HEADER
 
 __all__ = ["StreamKind", "open_answer", "stream_kind", "stream_response"]
@@ -180,13 +185,7 @@ async def _events(
         raise
     finally:
         await chunks.aclose()  # type: ignore[attr-defined]
-        elapsed = time.perf_counter() - started
-        stats.requests += 1
-        stats.last_latency_ms = round(elapsed * 1000, 3)
-        if outcome != "ok":
-            stats.errors += 1
-        state.metrics.predictions.labels(model_id, outcome).inc()
-        state.metrics.predict_latency.labels(model_id).observe(elapsed)
+        count_query(state, stats, model_id, outcome, time.perf_counter() - started)
 
 
 async def stream_response(
@@ -216,16 +215,7 @@ async def open_answer(
     """Open the model's stream on the one input of the body; the answer writes its events.
     Shared by the route and ``fastpath``; refusals raise APIError before anything is sent."""
     started = time.perf_counter()
-    traffic = state.traffic
-    routed = version is None and model_id in traffic.routed
-    if routed:
-        version = traffic.route(model_id, None)
-    try:
-        record = state.store.resolve_version(model_id, version)
-    except NotFoundError:
-        if not routed:
-            raise
-        record = state.store.resolve_version(model_id, None)  # a split's version was deleted
+    record, _ = resolve_for_query(state, model_id, version, None)
     with bodies.lease() as lease:
         body = await read_body(lease)
         instances = await decode_body(content_type, body, bodies.limits, lease)
