@@ -10,6 +10,7 @@ major.minor than the notebook's is a warning in the upload's answer, never a bui
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,7 @@ class Prepared:
     path: Path | None = None
     warnings: list[str] = field(default_factory=list)
     environment: dict[str, Any] | None = None
+    key: str | None = None
 
 
 class ModelEnvironments:
@@ -49,6 +51,11 @@ class ModelEnvironments:
             else None
         )
         self._gaps: dict[tuple[str, ...], list[Mismatch]] = {}
+        # An upload's environment is built before its version is stored; pruning must not
+        # take it in between. Released keys are kept until the next prune starts.
+        self._held: dict[str, int] = {}
+        self._released: set[str] = set()
+        self._hold_lock = threading.Lock()
 
     def gaps(self, requirements: Iterable[str]) -> list[Mismatch]:
         key = tuple(requirements)
@@ -96,9 +103,13 @@ class ModelEnvironments:
         if self.builder is None:
             raise self._refuse(gaps)
         reused = self.builder.find(manifest.requirements) is not None
+        prepared.key = self._hold(self.builder.key(manifest.requirements))
         try:
             env = await self.builder.ensure(list(manifest.requirements), log.info)
-        except EnvironmentBuildError as exc:
+        except BaseException as exc:
+            self.release(prepared)
+            if not isinstance(exc, EnvironmentBuildError):
+                raise
             raise APIError(
                 422,
                 "environment_build_failed",
@@ -113,6 +124,24 @@ class ModelEnvironments:
             "reused": reused,
         }
         return prepared
+
+    def _hold(self, key: str) -> str:
+        with self._hold_lock:
+            self._held[key] = self._held.get(key, 0) + 1
+        return key
+
+    def release(self, prepared: Prepared) -> None:
+        """The upload that prepared this environment is over (stored or refused)."""
+        key, prepared.key = prepared.key, None
+        if key is None:
+            return
+        with self._hold_lock:
+            left = self._held.get(key, 0) - 1
+            if left > 0:
+                self._held[key] = left
+            else:
+                self._held.pop(key, None)
+                self._released.add(key)
 
     def path_for(self, manifest: Manifest) -> Path | None:
         """The environment a version's workers run (its ``bin/python``), or None for the
@@ -133,11 +162,18 @@ class ModelEnvironments:
             state = "ready" if self.builder.find(manifest.requirements) else "building"
         return {"requirements": list(manifest.requirements), "environment": state}
 
+    def start_prune(self) -> None:
+        """Called before the stored versions are listed for :meth:`prune`."""
+        with self._hold_lock:
+            self._released.clear()
+
     def prune(self, manifests: Iterable[Manifest]) -> list[str]:
-        """Remove the environments no version uses any more."""
+        """Remove the environments no version uses any more, nor an upload under way."""
         if self.builder is None:
             return []
         keep = {self.builder.key(m.requirements) for m in manifests if self.gaps(m.requirements)}
+        with self._hold_lock:
+            keep |= set(self._held) | self._released
         removed = self.builder.remove_unused(keep)
         for key in removed:
             log.info("removed the unused model environment %s", key)
@@ -146,6 +182,7 @@ class ModelEnvironments:
 
 def prune_environments(state: Any) -> list[str]:
     """At start and after deletions: drop environments that no stored version needs."""
+    state.envs.start_prune()
     try:
         manifests = [v.manifest for m in state.store.list_models() for v in m.versions]
     except Exception:

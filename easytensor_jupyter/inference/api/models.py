@@ -165,6 +165,7 @@ async def upload_model(
         state.metrics.uploads.labels("rejected").inc()
         raise
     state.metrics.bytes_received.inc(received.bytes_received)
+    env: Prepared | None = None
     try:
         env = await state.envs.prepare(received.manifest)
         result = await _publish(state, received.manifest, force, env, candidate)
@@ -173,6 +174,9 @@ async def upload_model(
         sink.release()
         await asyncio.to_thread(state.store.collect, sink.written)
         raise
+    finally:
+        if env is not None:
+            state.envs.release(env)
     sink.release()
     state.metrics.uploads.labels("unchanged" if result.unchanged else "created").inc()
     token = None
