@@ -3,6 +3,7 @@
     .venv/bin/python -m benchmarks.run [--quick]
     .venv/bin/python -m benchmarks.run --only ray    # local vs Ray backend -> results/ray.*
     .venv/bin/python -m benchmarks.run --only log    # request log off vs all -> results/request_log.*
+    .venv/bin/python -m benchmarks.run --only predict  # CPU per request -> results/predict_path.*
 
 Ratios in the targets table come from this one run, side by side: the systems take turns on
 the same machine, each alone while it is measured.
@@ -463,10 +464,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--only",
-        choices=["ray", "log"],
+        choices=["ray", "log", "predict"],
         help="ray: only the local backend next to the Ray backend (1 and 2 replicas), "
         "written to results/ray.md, .json and .png; log: the request log off next to all, "
-        "written to results/request_log.md and .json",
+        "written to results/request_log.md and .json; predict: where a tiny request's CPU goes "
+        "(floor, easytensor, LitServe) -> results/predict_path.md",
     )
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
@@ -487,6 +489,10 @@ def main(argv: list[str] | None = None) -> int:
             from benchmarks.request_log import log_cost
 
             return log_cost(work, args.out, seconds, args.workers)
+        if args.only == "predict":
+            from benchmarks.predict_path import predict_cost
+
+            return predict_cost(work, args.out, seconds)
         bundles = {
             key: build_bundle(work / key, f"bench-{key}", m.class_name, m.batching)
             for key, m in MODELS.items()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -296,3 +297,48 @@ def test_redact_url() -> None:
         "postgresql://db/reg?sslmode=require"
     )
     assert redact_url("postgresql:///reg") == "postgresql:///reg"
+
+
+def test_resolution_follows_every_writer(
+    store: Store, tmp_path: Path, db_url: str | None, bundle_factory: Callable[..., Bundle]
+) -> None:
+    """The hot-path lookup is kept between reads; a write by this connection, another thread
+    or another process's store must still show at once."""
+    bundles = [bundle_factory(name="follow", init_kwargs={"tag": str(i)}) for i in range(3)]
+    sinks = [ingest(store, b) for b in bundles]
+    model_id = store.create_version(bundles[0].manifest).model_id
+    store.create_version(bundles[1].manifest)
+    assert store.resolve_version(model_id, None).version == 2
+    assert store.resolve_version(model_id, None).version == 2
+    store.set_default(model_id, 1)
+    assert store.resolve_version(model_id, None).version == 1
+
+    done = threading.Thread(target=store.set_default, args=(model_id, 2))
+    done.start()
+    done.join()
+    assert store.resolve_version(model_id, None).version == 2
+    token = store.add_token(model_id, "e" * 64)
+    assert store.token_by_hash("e" * 64) == token
+    done = threading.Thread(target=store.revoke_token, args=(model_id, token.id))
+    done.start()
+    done.join()
+    revoked = store.token_by_hash("e" * 64)
+    assert revoked is not None and revoked.revoked
+
+    other = Store(tmp_path / "store", db_url)
+    other.open()
+    try:
+        other.create_version(bundles[2].manifest)
+        time.sleep(0.005)  # another process's commit shows within a millisecond
+        assert store.resolve_version(model_id, None).version == 3
+        assert store.resolve_version(model_id, 3).manifest == bundles[2].manifest
+        other.set_default(model_id, 1)
+        other.delete_version(model_id, 3)
+    finally:
+        other.close()
+    time.sleep(0.005)
+    assert store.resolve_version(model_id, None).version == 1
+    with pytest.raises(NotFoundError, match="has no version 3"):
+        store.resolve_version(model_id, 3)
+    for sink in sinks:
+        sink.release()

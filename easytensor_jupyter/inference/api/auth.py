@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Literal
 
@@ -70,6 +71,7 @@ class Authenticator:
         self._admin = admin_key.encode("utf-8")
         self._store = store
         self.last_used: dict[str, str] = {}
+        self._second = (0, "")
 
     def authenticate(self, request: Request) -> Principal:
         credential = _credential(request)
@@ -86,13 +88,20 @@ class Authenticator:
         if credential.startswith(TOKEN_PREFIX):
             record = self._store.token_by_hash(hash_token(credential))
             if record is not None and not record.revoked:
-                self.last_used[record.id] = now_iso()
+                self.last_used[record.id] = self._now()
                 return Principal("query", record.model_id, record.id, record.label)
             if record is not None:
                 message, code = "this query token was revoked", "token_revoked"
             else:
                 code = "invalid_token"
         raise APIError(401, code, message, headers={"WWW-Authenticate": "Bearer"})
+
+    def _now(self) -> str:
+        """``now_iso()``, formatted once per second rather than once per query."""
+        second = int(time.time())
+        if self._second[0] != second:
+            self._second = (second, now_iso())
+        return self._second[1]
 
     def require_admin(self, request: Request) -> Principal:
         principal = self.authenticate(request)

@@ -20,7 +20,7 @@ import re
 import threading
 import weakref
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -39,6 +39,7 @@ __all__ = [
 
 DB_NAME = "easytensor.sqlite3"
 POSTGRES_SCHEMES = ("postgresql", "postgres")
+_READ_CACHE_MAX = 4096
 
 
 class RegistryError(RuntimeError):
@@ -62,6 +63,12 @@ class Cursor(Protocol):
 
 class Connection(ABC):
     """One thread's connection; statements use ``?`` placeholders whatever the database."""
+
+    def __init__(self) -> None:
+        # Hot-path reads kept until the database's change marker moves (Store.cached_read).
+        self.read_cache: dict[Any, Any] = {}
+        self.read_marker: Hashable | None = None
+        self.outside_seen: tuple[float, int] | None = None
 
     @abstractmethod
     def execute(self, sql: str, args: Sequence[object] = ()) -> Cursor: ...
@@ -135,6 +142,7 @@ class Database(ABC):
         self._lock = threading.Lock()
         self._opened: weakref.WeakSet[Connection] = weakref.WeakSet()
         self._generation = 0
+        self.commits = 0
 
     @abstractmethod
     def describe(self) -> str:
@@ -149,6 +157,28 @@ class Database(ABC):
 
     @abstractmethod
     def table_exists(self, conn: Connection, name: str) -> bool: ...
+
+    def change_marker(self, conn: Connection) -> Hashable | None:
+        """A value that moves whenever a writer may have changed the rows, or None when the
+        driver cannot tell cheaply (then nothing read is kept)."""
+        return None
+
+    def cached_read(self, key: tuple[Any, ...], read: Callable[[Connection], Any]) -> Any:
+        """``read(conn)``, kept on this thread's connection until the change marker moves;
+        None is not kept, so unknown keys (a stranger's guesses) never fill the cache."""
+        conn = self.connection()
+        marker = self.change_marker(conn)
+        if marker is None:
+            return read(conn)
+        if conn.read_marker != marker or len(conn.read_cache) > _READ_CACHE_MAX:
+            conn.read_cache.clear()
+            conn.read_marker = marker
+        hit = conn.read_cache.get(key)
+        if hit is None:
+            hit = read(conn)
+            if hit is not None:
+                conn.read_cache[key] = hit
+        return hit
 
     def prepare(self) -> None:
         """Once at open, outside any transaction: check the database can be reached."""
@@ -171,6 +201,7 @@ class Database(ABC):
         try:
             yield conn
             conn.execute("COMMIT")
+            self.commits += 1
         except BaseException:
             with contextlib.suppress(Exception):
                 conn.execute("ROLLBACK")

@@ -43,6 +43,7 @@ def _require_psycopg() -> None:
 
 class _PostgresConnection(Connection):
     def __init__(self, raw: psycopg.Connection[Any], where: str) -> None:
+        super().__init__()
         self.raw = raw
         self.where = where
 

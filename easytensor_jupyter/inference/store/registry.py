@@ -212,8 +212,14 @@ class Store:
         return self._model(conn, row)
 
     def resolve_version(self, model_id: str, version: int | None) -> VersionRecord:
-        """The asked-for version, or the default one; the hot path of every prediction."""
-        conn = self._conn()
+        """The asked-for version, or the default one; the hot path of every prediction, so
+        kept per connection until the database's change marker moves."""
+        record: VersionRecord = self.db.cached_read(
+            ("version", model_id, version), lambda conn: self._read_version(conn, model_id, version)
+        )
+        return record
+
+    def _read_version(self, conn: Connection, model_id: str, version: int | None) -> VersionRecord:
         if version is None:
             row = conn.execute(
                 "SELECT default_version FROM models WHERE id = ?", (model_id,)
@@ -377,15 +383,18 @@ class Store:
             raise NotFoundError(f"model {model_id!r} has no token {token_id!r}")
 
     def token_by_hash(self, token_hash: str) -> TokenRecord | None:
-        row = (
-            self._conn()
-            .execute(
-                "SELECT id, model_id, created_at, revoked_at, last_used_at, label FROM tokens "
-                "WHERE token_hash = ?",
-                (token_hash,),
-            )
-            .fetchone()
+        """Every query's credential check, so kept like :meth:`resolve_version`."""
+        record: TokenRecord | None = self.db.cached_read(
+            ("token", token_hash), lambda conn: self._read_token(conn, token_hash)
         )
+        return record
+
+    def _read_token(self, conn: Connection, token_hash: str) -> TokenRecord | None:
+        row = conn.execute(
+            "SELECT id, model_id, created_at, revoked_at, last_used_at, label FROM tokens "
+            "WHERE token_hash = ?",
+            (token_hash,),
+        ).fetchone()
         if row is None:
             return None
         return TokenRecord(row[0], row[1], row[2], row[3] is not None, row[4], row[5])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from pathlib import Path
 
 from easytensor_jupyter.inference.store.blobs import StoreFull
@@ -20,11 +20,15 @@ from easytensor_jupyter.inference.store.records import ConflictError
 __all__ = ["SqliteDatabase"]
 
 _BUSY_ATTEMPTS = 50
+# How stale a hot-path read may be after another process's commit; a client's next request
+# takes longer than this to arrive.
+_OUTSIDE_CHECK_S = 0.001
 _BUSY = "the store is busy (another writer holds it); try again"
 
 
 class _SqliteConnection(Connection):
     def __init__(self, raw: sqlite3.Connection) -> None:
+        super().__init__()
         self.raw = raw
         self.closed = False
 
@@ -92,6 +96,15 @@ class SqliteDatabase(Database):
                 "check that the store folder exists and is writable"
             ) from exc
         return _SqliteConnection(raw)
+
+    def change_marker(self, conn: Connection) -> Hashable | None:
+        """This process's commits, counted exactly, and the file's data_version, which moves
+        on other processes' commits and is read at most once per ``_OUTSIDE_CHECK_S``."""
+        now = time.monotonic()
+        seen = conn.outside_seen
+        if seen is None or now - seen[0] > _OUTSIDE_CHECK_S:
+            seen = conn.outside_seen = (now, conn.execute("PRAGMA data_version").fetchone()[0])
+        return (self.commits, seen[1])
 
     def prepare(self) -> None:
         self.connection().execute("PRAGMA journal_mode=WAL")
