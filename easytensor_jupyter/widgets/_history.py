@@ -55,11 +55,6 @@ class HistoryView:
         self._shown = shown
         self.buttons = [button for _, _, button in shown.values()]
 
-    def set_enabled(self, enabled: bool) -> None:
-        for button in self.buttons:
-            if button.disabled == enabled:
-                button.disabled = not enabled
-
     def _row(self, entry: HistoryEntry) -> tuple[HistoryEntry, widgets.HBox, widgets.Button]:
         button = widgets.Button(
             description="Re-run",

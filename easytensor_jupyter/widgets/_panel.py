@@ -61,6 +61,7 @@ class QueryPanel:
         self.history = History()
         self.model: dict[str, Any] = {}
         self._thread: threading.Thread | None = None
+        self._running_shown = threading.Event()
         self._busy = False
         self._built = False
         notice = self._load_model()
@@ -263,11 +264,17 @@ class QueryPanel:
         )
 
     def _start(self, query: Query, version: int | None) -> None:
-        self._set_running(True)
+        """The request goes out first; the running state is drawn while it is under way."""
+        self._busy = True
+        self._running_shown.clear()
         self._thread = threading.Thread(
             target=self._run, args=(query, version), name="easytensor-predict", daemon=True
         )
         self._thread.start()
+        try:
+            self._set_running(True)
+        finally:
+            self._running_shown.set()
 
     def _streams(self, version: int | None) -> bool:
         info = version_info(self.model, version) or {}
@@ -317,6 +324,7 @@ class QueryPanel:
                 )
             )
         finally:
+            self._running_shown.wait()
             self.history_view.update(self.history)
             self._set_running(False)
 
@@ -336,7 +344,6 @@ class QueryPanel:
         self.predict_button.disabled = running
         self.predict_button.description = "Running\u2026" if running else "Predict"
         self.predict_button.icon = "hourglass-half" if running else "play"
-        self.history_view.set_enabled(not running)
         if running:
             self.latency.value = running_html()
 
