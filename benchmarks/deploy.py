@@ -8,6 +8,8 @@ One run, in a fresh kernel with its own EASYTENSOR_HOME (so the embedded server 
 * the query panel's round trip (``QueryPanel.predict`` to its answer shown, and to its
   history row added), next to
   ``Client.predict`` from the same kernel and the server's own ``latency_ms``;
+* the lab panel's request through ``jupyter lab``'s server extension, next to the same request
+  sent straight to the embedded server;
 * after the kernel is gone, ``easytensor serve`` on the same store: how soon the default
   version is loaded, the first query's latency then, and, with ``--warm-start 0``, a query
   sent as soon as the server listens.
@@ -39,6 +41,7 @@ EARLIER = {
     "deploy, 40 MB of weights (s)": "2.2-3.3",
     "first query after a restart (ms)": "1400-3900",
     "query panel round trip (ms)": "34 (model 3.6)",
+    "lab panel request, through Jupyter (ms)": "27 (model 3.6)",
 }
 TARGETS = {
     "first deploy in a fresh kernel (s)": 2.5,
@@ -139,6 +142,8 @@ def _notebook_part(home: Path, work: Path, queries: int) -> dict[str, Any]:
         )
         panel = kernel.value(f"[_panel() for _ in range({queries})]")
         direct = kernel.value(f"[_direct() for _ in range({queries})]")
+        model_id = kernel.value("_id")
+        results.update(_lab_part(home, work, model_id, queries))
         results["panel_ms"] = [p[0] * 1000 for p in panel]
         results["panel_done_ms"] = [p[1] * 1000 for p in panel]
         results["client_ms"] = [d[0] * 1000 for d in direct]
@@ -146,6 +151,39 @@ def _notebook_part(home: Path, work: Path, queries: int) -> dict[str, Any]:
     finally:
         kernel.close()
     return results
+
+
+def _lab_part(home: Path, work: Path, model_id: str, queries: int) -> dict[str, Any]:
+    """What the lab panel's playground sends, through Jupyter's server extension, next to the
+    same request straight to the embedded server (the kernel still owns it)."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from browser import jupyter_lab
+
+    key = (home / "admin_key").read_text().strip()
+    info = json.loads((home / "server.json").read_text())
+    body = json.dumps({"instances": [[1.0, 2.0, 3.0, 4.0]]})
+    json_type = {"Content-Type": "application/json"}
+    with jupyter_lab(work, env={"EASYTENSOR_HOME": str(home)}) as lab:
+        proxy = requests.Session()
+        proxy.headers.update({"Authorization": f"token {lab.token}", **json_type})
+        direct = requests.Session()
+        direct.headers.update({"Authorization": f"Bearer {key}", **json_type})
+        through = f"{lab.url}/easytensor/api/models/{model_id}/predict"
+        straight = f"{info['url']}/v1/models/{model_id}/predict"
+
+        def timed(session: requests.Session, url: str) -> float:
+            started = time.perf_counter()
+            session.post(url, data=body, timeout=60).raise_for_status()
+            return (time.perf_counter() - started) * 1000
+
+        for _ in range(5):
+            timed(proxy, through)
+            timed(direct, straight)
+        lab_ms, direct_ms = [], []
+        for _ in range(queries):
+            lab_ms.append(timed(proxy, through))
+            direct_ms.append(timed(direct, straight))
+    return {"lab_ms": lab_ms, "lab_direct_ms": direct_ms}
 
 
 def _restart_part(home: Path, warm: bool) -> dict[str, float | None]:
@@ -216,6 +254,8 @@ def report(results: dict[str, Any]) -> str:
             results["restart_cold"]["first_query_ms"],
         ),
         ("query panel round trip (ms)", panel),
+        ("lab panel request, through Jupyter (ms)", _median(results["lab_ms"])),
+        ("  same request straight to the server (ms)", _median(results["lab_direct_ms"])),
         ("  panel done, history row added (ms)", _median(results["panel_done_ms"])),
         ("  Client.predict from the kernel (ms)", client),
         ("  the server's latency_ms (ms)", server),
@@ -223,7 +263,7 @@ def report(results: dict[str, Any]) -> str:
     lines = ["| measure | now | before | target |", "|---|---:|---:|---:|"]
     for label, value in rows:
         target = TARGETS.get(label)
-        if label == "query panel round trip (ms)":
+        if label in ("query panel round trip (ms)", "lab panel request, through Jupyter (ms)"):
             target = round(server + 5, 2)
         shown = f"<= {target:g}" if target is not None else ""
         now = "not loaded" if value is None else f"{value:.3g}"

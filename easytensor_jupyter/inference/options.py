@@ -38,7 +38,8 @@ class ServeOptions:
     device: str = "cpu"
     max_workers: int = 8
     workers_per_model: int = 1
-    standby: bool = True
+    # Spare workers with torch imported (0: none); the embedded server keeps two.
+    standby: int = 1
     # Default versions loaded when the server starts, most recently deployed first.
     warm_start: int = 4
     sandbox: bool = True

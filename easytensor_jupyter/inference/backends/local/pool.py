@@ -1,9 +1,9 @@
 """Which workers run: started on upload (the load check) or on the first query, unloaded when
 idle or when too many are up, replaced after a crash or a timeout, all stopped at exit.
 
-Importing torch takes a worker a second or two, so once a model has been loaded the pool keeps
-one standby process that has done so already: the next load (an upload's check, a restart after
-a crash) only imports the model. The standby goes away with the last model worker.
+Importing torch takes a worker a second or two, so the pool keeps spare processes that have
+done so already (``spares.py``): the next load (an upload's check, a restart after a crash) only
+imports the model. The spares go away with the last model worker, after a quiet period.
 
 With ``workers_per_model`` above one, a version's first worker answers at once and its siblings
 start in the background after it; each request goes to the ready worker with the fewest
@@ -29,6 +29,7 @@ from easytensor_jupyter.inference.backends.errors import (
     WorkerTimeout,
 )
 from easytensor_jupyter.inference.backends.local.sandbox import Sandbox
+from easytensor_jupyter.inference.backends.local.spares import Spares
 from easytensor_jupyter.inference.backends.local.watchdog import Watchdog
 from easytensor_jupyter.inference.backends.local.worker import ExitReason, Worker
 from easytensor_jupyter.inference.metrics import Metrics
@@ -53,7 +54,7 @@ class WorkerPool:
         metrics: Metrics,
         max_pending: int = 256,
         max_workers: int = 8,
-        standby: bool = True,
+        standby: int = 1,
         workers_per_model: int = 1,
         sandbox: Sandbox | None = None,
         watchdog: Watchdog | None = None,
@@ -73,25 +74,27 @@ class WorkerPool:
         self.metrics = metrics
         self.max_pending = max_pending
         self.max_workers = max_workers
-        self.use_standby = standby
         self.workers_per_model = max(1, workers_per_model)
         self._siblings: dict[Key, list[Worker]] = {}
         self._growing: dict[Key, asyncio.Task[None]] = {}
         self._grow_after: dict[Key, float] = {}
-        self._standby: Worker | None = None
-        self._standby_task: asyncio.Task[None] | None = None
         self._workers: dict[Key, Worker] = {}
         self._starting: dict[Key, asyncio.Task[Worker]] = {}
         self._failed: dict[Key, dict[str, Any]] = {}
         self._all: set[Worker] = set()
+        self._spares = Spares(
+            lambda: self._new_worker(WorkerSpec("standby", 0, {}, b"")),
+            standby,
+            self._all.discard,
+        )
         self._closing = False
         self._born: dict[Worker, float] = {}
         self._served: dict[Worker, int] = {}
         self._started_at = time.monotonic()
 
     def count(self) -> int:
-        """Live workers serving or loading a model (the standby one not counted)."""
-        return sum(1 for w in self._all if w.state != "dead" and w is not self._standby)
+        """Live workers serving or loading a model (spares not counted)."""
+        return sum(1 for w in self._all if w.state != "dead" and w not in self._spares)
 
     def replicas(self, key: Key) -> int:
         """Live workers serving ``key``: its first one and its siblings."""
@@ -159,8 +162,7 @@ class WorkerPool:
         self._all.discard(worker)
         self._born.pop(worker, None)
         self._served.pop(worker, None)
-        if self._standby is worker:
-            self._standby = None
+        self._spares.forget(worker)
         key = worker.spec.key
         siblings = self._siblings.get(key)
         if siblings is not None and worker in siblings:
@@ -191,29 +193,6 @@ class WorkerPool:
         self._born[worker] = time.time()
         return worker
 
-    def _refill_standby(self) -> None:
-        if not self.use_standby or self._closing or self._standby is not None:
-            return
-        worker = self._new_worker(WorkerSpec("standby", 0, {}, b""))
-        self._standby = worker
-        self._standby_task = asyncio.get_running_loop().create_task(worker.start(standby=True))
-
-    async def _take_standby(self) -> Worker | None:
-        worker, task = self._standby, self._standby_task
-        self._standby = self._standby_task = None
-        if worker is None or task is None:
-            return None
-        try:
-            await task
-        except Exception:
-            await worker.stop()
-            self._all.discard(worker)
-            return None
-        if worker.state != "standby":
-            await worker.stop()
-            return None
-        return worker
-
     async def _make_room(self) -> None:
         """Stop the least recently used idle workers beyond ``max_workers``."""
         live = [w for w in self._workers.values() if w.state == "ready"]
@@ -228,14 +207,13 @@ class WorkerPool:
             raise WorkerLoadError({"stage": "worker", "message": "the server is stopping"})
         await self._make_room()
         # A version with its own environment needs that environment's interpreter.
-        worker = await self._take_standby() if spec.environment is None else None
+        worker = await self._spares.take() if spec.environment is None else None
         try:
             if worker is not None:
                 await worker.assign(spec)
             else:
                 worker = self._new_worker(spec)
                 await worker.start()
-            self._refill_standby()
             await worker.wait_ready(self.load_timeout)
         except WorkerTimeout as exc:
             if worker is not None:
@@ -254,6 +232,9 @@ class WorkerPool:
                 message = f"the worker did not start: {exc}"
                 raise WorkerLoadError({"stage": "worker", "message": message}) from exc
             raise
+        finally:
+            # After the load, so a replacement's torch import does not slow the load down.
+            self._spares.refill()
         log.info("%s: worker %s ready", spec.label, worker.proc.pid if worker.proc else "?")
         return worker
 
@@ -319,7 +300,7 @@ class WorkerPool:
     def start_standby(self) -> None:
         """At server start: the first upload's load check should not wait for a torch import.
         With no model loaded, the standby still goes after one idle period."""
-        self._refill_standby()
+        self._spares.refill()
 
     async def _start(self, key: Key, spec: WorkerSpec) -> Worker:
         try:
@@ -392,18 +373,14 @@ class WorkerPool:
             log.info("%s: unloading after %.0f s idle", worker.spec.label, now - worker.last_used)
             await worker.stop()
         quiet = now - self._started_at >= self.idle_unload
-        if quiet and not self._workers and not self._starting and self._standby is not None:
-            standby = await self._take_standby()
-            if standby is not None:
-                await standby.stop()
+        if quiet and not self._workers and not self._starting and len(self._spares):
+            await self._spares.stop_all()
 
     async def close(self) -> None:
         self._closing = True
         for growing in list(self._growing.values()):
             growing.cancel()
-        if self._standby_task is not None:
-            with contextlib.suppress(BaseException):
-                await self._standby_task
+        await self._spares.settle()
         for task in list(self._starting.values()):
             task.cancel()
         await asyncio.gather(*(w.stop() for w in list(self._all)), return_exceptions=True)
