@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
+import tornado.httpserver
+import tornado.netutil
+import tornado.web
 
 from easytensor_jupyter import config
 from easytensor_jupyter.client import EasyTensorError
@@ -97,3 +103,64 @@ def test_a_failed_autostart_is_reported(home: Path, monkeypatch: pytest.MonkeyPa
     assert status["connected"] is False
     assert "port trouble" in status["error"]
     assert "EASYTENSOR_URL" not in os.environ
+
+
+def test_ip_literals_resolve_at_once_and_names_still_resolve() -> None:
+    from easytensor_jupyter.serverext.proxy import _LiteralFirstResolver
+
+    async def resolve() -> list[list[tuple[int, Any]]]:
+        resolver = _LiteralFirstResolver()
+        return [
+            await resolver.resolve("127.0.0.1", 80),
+            await resolver.resolve("[::1]", 81),
+            await resolver.resolve("localhost", 82),
+        ]
+
+    four, six, name = asyncio.run(resolve())
+    assert four == [(socket.AF_INET, ("127.0.0.1", 80))]
+    assert six == [(socket.AF_INET6, ("::1", 81, 0, 0))]
+    assert name and all(address[1] == 82 for _, address in name)
+
+
+def test_predictions_pass_through_and_a_non_json_error_keeps_its_status() -> None:
+    """A small real HTTP server stands in for one that answers errors without JSON (a
+    misconfigured reverse proxy in front of the inference server, say)."""
+    seen: list[tuple[str, str | None, str | None]] = []
+
+    class Predict(tornado.web.RequestHandler):
+        def post(self, model_id: str) -> None:
+            seen.append(
+                (
+                    model_id,
+                    self.get_argument("version", None),
+                    self.request.headers.get("Authorization"),
+                )
+            )
+            if model_id == "broken":
+                self.set_status(500)
+                self.finish("<html>upstream fell over</html>")
+                return
+            self.finish(
+                {"predictions": [json.loads(self.request.body)["instances"][0]], "version": 3}
+            )
+
+    async def scenario() -> tuple[dict[str, Any], ProxyError]:
+        app = tornado.web.Application([(r"/v1/models/([^/]+)/predict", Predict)])
+        sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
+        server = tornado.httpserver.HTTPServer(app)
+        server.add_sockets(sockets)
+        port = sockets[0].getsockname()[1]
+        upstream = Upstream(f"http://127.0.0.1:{port}", "et_admin_k")
+        try:
+            answer = await upstream.predict("m1", b'{"instances": [7]}', "application/json", 3)
+            with pytest.raises(ProxyError) as caught:
+                await upstream.predict("broken", b"{}", "application/json", None)
+            return answer, caught.value
+        finally:
+            server.stop()
+
+    answer, error = asyncio.run(scenario())
+    assert answer["predictions"] == [7] and answer["version"] == 3 and answer["latency_ms"] > 0
+    assert (error.status_code, error.code) == (500, "internal_error")
+    assert "upstream fell over" in error.message
+    assert seen == [("m1", "3", "Bearer et_admin_k"), ("broken", None, "Bearer et_admin_k")]

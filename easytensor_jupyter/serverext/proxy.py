@@ -1,21 +1,29 @@
 """The Jupyter side of every call to the inference server.
 
 ``Client`` is blocking (requests), so each call runs on an executor thread and Jupyter's event
-loop keeps serving kernels and files while a prediction is slow. The admin key stays here.
+loop keeps serving kernels and files while a prediction is slow. Predictions, the playground's
+hot path, go out on tornado's own HTTP client instead: no thread hop, about a millisecond less
+per query. The admin key stays here.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import quote
 
+import orjson
 import requests
+from tornado.httpclient import HTTPClientError, HTTPRequest
+from tornado.netutil import DefaultLoopResolver, Resolver
+from tornado.simple_httpclient import SimpleAsyncHTTPClient
 from tornado.web import HTTPError
 
 from easytensor_jupyter import config, embedded
@@ -25,6 +33,8 @@ from easytensor_jupyter.client import Client, EasyTensorError
 __all__ = ["ProxyError", "Upstream", "model_path"]
 
 T = TypeVar("T")
+
+_MAX_ANSWER = 1 << 30
 
 _CODE_BY_STATUS = {
     400: "bad_request",
@@ -94,6 +104,7 @@ class Upstream:
         self.starting = False
         self.start_error: str | None = None
         self._local = threading.local()
+        self._http: SimpleAsyncHTTPClient | None = None
 
     @property
     def embedded(self) -> bool:
@@ -207,24 +218,114 @@ class Upstream:
     async def predict(
         self, model_id: str, body: bytes, content_type: str, version: int | None
     ) -> dict[str, Any]:
-        """Pass the body through untouched so the server applies its own content-type rules."""
-
-        def send(client: Client) -> dict[str, Any]:
-            started = time.perf_counter()
-            response = client.request(
-                "POST",
-                model_path(model_id, "predict"),
-                data=body,
-                headers={"Content-Type": content_type},
-                params={"version": version} if version is not None else None,
+        """Pass the body through untouched so the server applies its own content-type rules;
+        like ``Client``, one retry when the server can't be reached or answers 502/503."""
+        url = self.url()
+        if url is None:
+            raise self._missing_server()
+        target = url + model_path(model_id, "predict")
+        if version is not None:
+            target += f"?version={version}"
+        headers = {"Content-Type": content_type}
+        key = config.resolve_api_key(self.api_key)
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        request = HTTPRequest(
+            target,
+            method="POST",
+            body=body,
+            headers=headers,
+            connect_timeout=min(10.0, self.timeout),
+            request_timeout=self.timeout,
+        )
+        if self._http is None:
+            self._http = SimpleAsyncHTTPClient(
+                force_instance=True,
+                max_clients=64,
+                max_body_size=_MAX_ANSWER,
+                resolver=_LiteralFirstResolver(),
             )
-            latency_ms = (time.perf_counter() - started) * 1000
-            payload = response.json()
+        started = time.perf_counter()
+        for attempt in range(2):
+            try:
+                response = await self._http.fetch(request, raise_error=False)
+            except HTTPClientError as exc:  # 599: tornado's own timeout
+                raise ProxyError(
+                    504,
+                    f"The server at {url} did not answer POST {model_path(model_id, 'predict')} "
+                    f"within {self.timeout:g} s",
+                    "upstream_timeout",
+                    {"url": url},
+                ) from exc
+            except OSError as exc:
+                if attempt == 0:
+                    await asyncio.sleep(0.2)
+                    continue
+                raise ProxyError(
+                    502,
+                    f"Cannot reach the EasyTensor server at {url}: is it running? Start one with "
+                    "`easytensor serve` or `%easytensor_server start`.",
+                    "upstream_unreachable",
+                    {"url": url},
+                ) from exc
+            if response.code in (502, 503) and attempt == 0:
+                await asyncio.sleep(0.2)
+                continue
+            break
+        latency_ms = (time.perf_counter() - started) * 1000
+        if response.code >= 400:
+            raise _error_answer(response.code, response.body, response.reason)
+        payload = _json_body(response.body, url)
+        try:
             return {
                 "predictions": payload["predictions"],
                 "model_id": payload.get("model_id", model_id),
                 "version": payload.get("version"),
                 "latency_ms": round(latency_ms, 3),
             }
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ProxyError(
+                502,
+                f"The EasyTensor server at {url} sent an unreadable answer: {exc}",
+                "bad_gateway",
+            ) from exc
 
-        return await self.call(send)
+
+class _LiteralFirstResolver(Resolver):
+    """The server's address is nearly always an IP literal (127.0.0.1): answer those at once
+    instead of sending each lookup to a thread, as tornado's default resolver does."""
+
+    def initialize(self) -> None:
+        self._names = DefaultLoopResolver()
+
+    async def resolve(
+        self, host: str, port: int, family: socket.AddressFamily = socket.AF_UNSPEC
+    ) -> list[tuple[int, Any]]:
+        try:
+            address = ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            found: list[tuple[int, Any]] = await self._names.resolve(host, port, family)
+            return found
+        if address.version == 6:
+            return [(socket.AF_INET6, (str(address), port, 0, 0))]
+        return [(socket.AF_INET, (str(address), port))]
+
+
+def _error_answer(status: int, body: bytes, reason: str) -> ProxyError:
+    """The server's own error (code, message, detail), or its text when it is not JSON."""
+    try:
+        error = orjson.loads(body)["error"]
+        return ProxyError(
+            status, str(error.get("message") or reason), error.get("code"), error.get("detail")
+        )
+    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+        return ProxyError(status, body[:300].decode(errors="replace").strip() or reason)
+
+
+def _json_body(body: bytes, url: str) -> Any:
+    try:
+        return orjson.loads(body) if body else None
+    except orjson.JSONDecodeError as exc:
+        raise ProxyError(
+            502, f"The EasyTensor server at {url} sent an unreadable answer: {exc}", "bad_gateway"
+        ) from exc
