@@ -12,6 +12,7 @@ the same machine, each alone while it is measured.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shutil
 import signal
@@ -399,6 +400,13 @@ def _upload(work: Path) -> dict[str, Any]:
     subprocess.run(["sync", str(copy)], check=True)
     sync_s = cp_s + time.perf_counter() - started
     copy.unlink()
+    # What the server cannot skip: every received byte is hashed to check its content address.
+    started = time.perf_counter()
+    digest = hashlib.sha256()
+    with weights.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    sha256_s = time.perf_counter() - started
     with easytensor_server(work / "logs", work / "home-big", max_body_mb=4096) as server:
         # A running server has its standby worker (torch imported) once it served any model;
         # the first upload of a fresh server would also time a Python + torch start.
@@ -433,6 +441,7 @@ def _upload(work: Path) -> dict[str, Any]:
         "bytes": weights.stat().st_size,
         "cp_s": cp_s,
         "cp_sync_s": sync_s,
+        "sha256_s": sha256_s,
         "upload_s": float(upload_s),
         "server_rss_before": base,
         "server_rss_peak": peak[0],
