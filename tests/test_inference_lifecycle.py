@@ -10,7 +10,6 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -80,7 +79,11 @@ def test_kill9_then_restart_serves_everything_again(
     tmp_path: Path,
 ) -> None:
     home = tmp_path / "home"
-    before = spawn_server(home=home)
+    # A temp folder of their own: another test's server starting meanwhile would sweep the
+    # killed server's folders before this test looks for them.
+    private = tmp_path / "tmp"
+    private.mkdir()
+    before = spawn_server(home=home, env={"TMPDIR": str(private)})
     answers = {}
     for name, tag in [("first", "a"), ("second", "b")]:
         body = before.upload(bundle_factory(name=name, init_kwargs={"tag": tag})).json()
@@ -98,10 +101,10 @@ def test_kill9_then_restart_serves_everything_again(
     stray = before.store / "tmp" / "blob-stray.tmp"
     stray.write_bytes(b"half a file")
 
-    leftovers = list(Path(tempfile.gettempdir()).glob(f"easytensor-worker-{before.proc.pid}-*"))
+    leftovers = list(private.glob(f"easytensor-worker-{before.proc.pid}-*"))
     assert leftovers, "a killed server leaves its worker folders behind"
 
-    after = spawn_server(home=home)
+    after = spawn_server(home=home, env={"TMPDIR": str(private)})
     assert not stray.exists()
     assert not any(p.exists() for p in leftovers), "the next server sweeps them"
     for model_id, (token, predictions) in answers.items():

@@ -37,6 +37,7 @@ from easytensor_jupyter.inference.backends.errors import (
     WorkerTimeout,
 )
 from easytensor_jupyter.inference.backends.local.sandbox import Jail, Sandbox
+from easytensor_jupyter.inference.backends.local.spawn import Child, spawn
 from easytensor_jupyter.inference.backends.local.streaming import WorkerStreams
 from easytensor_jupyter.inference.backends.local.watchdog import (
     Watchdog,
@@ -110,7 +111,7 @@ class Worker:
         self._outbox: list[bytes] = []
         self._outbox_bytes = 0
         self._tasks: list[asyncio.Task[None]] = []
-        self.proc: asyncio.subprocess.Process | None = None
+        self.proc: Child | None = None
         self.dir: Path | None = None
         self._writer: asyncio.StreamWriter | None = None
         self.streams = WorkerStreams(self._send, lambda: self.kill("timeout"), self._ids)
@@ -143,16 +144,7 @@ class Worker:
             else:
                 command += ["--dir", str(self.dir), "--parent-pid", str(os.getpid())]
                 env, cwd = plain_env(self.threads), str(self.dir)
-            self.proc = await asyncio.create_subprocess_exec(
-                *command,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                pass_fds=(child.fileno(),),
-                env=env,
-                cwd=cwd,
-                start_new_session=True,
-            )
+            self.proc = await spawn(command, pass_fds=(child.fileno(),), env=env, cwd=cwd)
         except BaseException:
             parent.close()
             self._release()
