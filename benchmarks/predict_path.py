@@ -57,48 +57,23 @@ def _metered(endpoint: Endpoint, body: Path, seconds: float, parts: Parts) -> di
 
 
 @contextlib.contextmanager
-def _system(name: str, work: Path, bundle: Path) -> Iterator[tuple[Endpoint, Parts]]:
+def _system(name: str, work: Path, bundle: Path, round_no: int) -> Iterator[tuple[Endpoint, Parts]]:
     from easytensor_jupyter.client import Client
 
     logs = work / "logs"
     if name == "floor":
         with floor(logs) as endpoint:
-            yield endpoint, _whole_tree(_session_of(_listener_pid(endpoint)))
+            yield endpoint, _whole_tree(endpoint.pid)
     elif name == "litserve":
         with litserve(logs, bundle, 1, 0.0) as endpoint:
-            yield endpoint, _whole_tree(_session_of(_listener_pid(endpoint)))
+            yield endpoint, _whole_tree(endpoint.pid)
     else:
-        with easytensor_server(logs, work / "home-predict") as server:
+        # A fresh store each round: on the last one's, the upload is "unchanged" and its
+        # version is still warming when the load starts.
+        with easytensor_server(logs, work / f"home-predict-{round_no}") as server:
             up = Client(server.url, server.admin_key, timeout=300).upload_bundle(bundle)
             url = f"{server.url}/v1/models/{up.id}/predict"
             yield Endpoint(url, f"Bearer {up.query_token}"), local_parts(server.pid)
-
-
-def _session_of(pid: int) -> int:
-    """The launcher started each server in its own session; its leader is the launched process."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    return int(stat[stat.rindex(")") + 2 :].split()[3])
-
-
-def _listener_pid(endpoint: Endpoint) -> int:
-    """The process that owns the endpoint's listening socket (the launcher's child tree)."""
-    port = int(endpoint.url.split(":")[2].split("/")[0])
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(OSError):
-            for line in Path(table).read_text().splitlines()[1:]:
-                fields = line.split()
-                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                    inodes.add(fields[9])
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            for fd in (entry / "fd").iterdir():
-                link = str(fd.readlink())
-                if link.startswith("socket:[") and link[8:-1] in inodes:
-                    return int(entry.name)
-    raise RuntimeError(f"nothing listens on port {port}")
 
 
 def predict_cost(work: Path, out: Path, seconds: float) -> int:
@@ -110,7 +85,7 @@ def predict_cost(work: Path, out: Path, seconds: float) -> int:
     for round_no in range(ROUNDS):
         order = SYSTEMS if round_no % 2 == 0 else tuple(reversed(SYSTEMS))
         for name in order:
-            with _system(name, work, bundle) as (endpoint, parts):
+            with _system(name, work, bundle, round_no) as (endpoint, parts):
                 wrk(endpoint.url, body, 8, 1, endpoint.auth)
                 row = _metered(endpoint, body, seconds, parts)
             rounds[name].append(row)

@@ -21,14 +21,16 @@ _QUIET = ["--log-level", "warning", "--no-access-log"]
 class Endpoint:
     url: str
     auth: str = ""
+    # The launched process (its children included, the whole system being measured).
+    pid: int = 0
 
 
 @contextlib.contextmanager
 def floor(logs: Path) -> Iterator[Endpoint]:
     port = free_port()
     command = [PY, *_UVICORN, "--port", str(port), *_QUIET, "benchmarks.apps.floor:app"]
-    with running(command, f"http://127.0.0.1:{port}/", logs / "floor.log"):
-        yield Endpoint(f"http://127.0.0.1:{port}/predict")
+    with running(command, f"http://127.0.0.1:{port}/", logs / "floor.log") as proc:
+        yield Endpoint(f"http://127.0.0.1:{port}/predict", pid=proc.pid)
 
 
 @contextlib.contextmanager
@@ -51,8 +53,8 @@ def litserve(logs: Path, bundle: Path, batch: int, wait_ms: float) -> Iterator[E
         "OMP_NUM_THREADS": "1",
         "LITSERVE_DISABLE_TELEMETRY": "1",
     }
-    with running(command, f"http://127.0.0.1:{port}/health", logs / "litserve.log", env):
-        yield Endpoint(f"http://127.0.0.1:{port}/predict")
+    with running(command, f"http://127.0.0.1:{port}/health", logs / "litserve.log", env) as proc:
+        yield Endpoint(f"http://127.0.0.1:{port}/predict", pid=proc.pid)
 
 
 @dataclass(frozen=True)

@@ -68,7 +68,6 @@ class Connection(ABC):
         # Hot-path reads kept until the database's change marker moves (Store.cached_read).
         self.read_cache: dict[Any, Any] = {}
         self.read_marker: Hashable | None = None
-        self.outside_seen: tuple[float, int] | None = None
 
     @abstractmethod
     def execute(self, sql: str, args: Sequence[object] = ()) -> Cursor: ...

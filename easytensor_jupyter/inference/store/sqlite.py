@@ -31,6 +31,8 @@ class _SqliteConnection(Connection):
         super().__init__()
         self.raw = raw
         self.closed = False
+        # When data_version was last read, and its value (see SqliteDatabase.change_marker).
+        self.outside_seen: tuple[float, int] | None = None
 
     def execute(self, sql: str, args: Sequence[object] = ()) -> Cursor:
         try:
@@ -100,6 +102,7 @@ class SqliteDatabase(Database):
     def change_marker(self, conn: Connection) -> Hashable | None:
         """This process's commits, counted exactly, and the file's data_version, which moves
         on other processes' commits and is read at most once per ``_OUTSIDE_CHECK_S``."""
+        assert isinstance(conn, _SqliteConnection)
         now = time.monotonic()
         seen = conn.outside_seen
         if seen is None or now - seen[0] > _OUTSIDE_CHECK_S:

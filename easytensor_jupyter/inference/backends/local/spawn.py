@@ -30,7 +30,6 @@ class Child:
         self.pid = popen.pid
         self.stdout = asyncio.StreamReader(limit=_PIPE_LIMIT)
         self.stderr = asyncio.StreamReader(limit=_PIPE_LIMIT)
-        self.returncode: int | None = None
         self._exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
 
     async def _connect(self) -> None:
@@ -64,7 +63,6 @@ class Child:
             loop.call_soon_threadsafe(self._settle, code)
 
     def _settle(self, code: int) -> None:
-        self.returncode = code
         if not self._exited.done():
             self._exited.set_result(code)
 
