@@ -4,6 +4,7 @@
     .venv/bin/python -m benchmarks.run --only ray    # local vs Ray backend -> results/ray.*
     .venv/bin/python -m benchmarks.run --only log    # request log off vs all -> results/request_log.*
     .venv/bin/python -m benchmarks.run --only predict  # CPU per request -> results/predict_path.*
+    .venv/bin/python -m benchmarks.run --only upload   # 1 GiB vs cp + sync -> results/upload.*
 
 Ratios in the targets table come from this one run, side by side: the systems take turns on
 the same machine, each alone while it is measured.
@@ -12,11 +13,9 @@ the same machine, each alone while it is measured.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,7 +29,7 @@ from benchmarks import report
 from benchmarks.cpu import Meter, local_parts, ray_parts
 from benchmarks.load import in_process, wrk
 from benchmarks.models import MODELS, build_bundle, native_instance, request_body
-from benchmarks.procs import PY, ROOT
+from benchmarks.procs import ROOT
 from benchmarks.systems import (
     Endpoint,
     easytensor_server,
@@ -39,6 +38,7 @@ from benchmarks.systems import (
     plain_fastapi,
     torchserve,
 )
+from benchmarks.upload import upload_cost, upload_only
 
 __all__ = ["main"]
 
@@ -363,92 +363,6 @@ def request_body_instance() -> Any:
     return sample_instance("cnn")
 
 
-# The client's peak RSS is sampled, not read from ru_maxrss: Linux keeps that across exec, so
-# it would report the benchmark's own memory at the fork.
-_CLIENT_UPLOAD = """
-import os, sys, threading, time
-from pathlib import Path
-from easytensor_jupyter.client import Client
-peak = [0]
-def sample():
-    while True:
-        with open("/proc/self/statm") as fh:
-            peak[0] = max(peak[0], int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE"))
-        time.sleep(0.01)
-threading.Thread(target=sample, daemon=True).start()
-client = Client(sys.argv[1], sys.argv[2], timeout=900)
-started = time.perf_counter()
-client.upload_bundle(Path(sys.argv[3]))
-elapsed = time.perf_counter() - started
-print(elapsed, peak[0])
-"""
-
-
-def _upload(work: Path) -> dict[str, Any]:
-    """A 1 GiB state_dict: upload time and peak RSS of both sides, next to ``cp``."""
-    import threading
-
-    from benchmarks.procs import rss_bytes
-
-    bundle = build_bundle(work / "big", "big", "Big", None)
-    weights = bundle / "weights.safetensors"
-    copy = work / "big-copy.safetensors"
-    started = time.perf_counter()
-    subprocess.run(["cp", str(weights), str(copy)], check=True)
-    cp_s = time.perf_counter() - started
-    started = time.perf_counter()
-    subprocess.run(["sync", str(copy)], check=True)
-    sync_s = cp_s + time.perf_counter() - started
-    copy.unlink()
-    # What the server cannot skip: every received byte is hashed to check its content address.
-    started = time.perf_counter()
-    digest = hashlib.sha256()
-    with weights.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    sha256_s = time.perf_counter() - started
-    with easytensor_server(work / "logs", work / "home-big", max_body_mb=4096) as server:
-        # A running server has its standby worker (torch imported) once it served any model;
-        # the first upload of a fresh server would also time a Python + torch start.
-        from easytensor_jupyter.client import Client
-
-        warm = build_bundle(work / "big-warm", "warm", MODELS["tiny"].class_name, None)
-        Client(server.url, server.admin_key, timeout=300).upload_bundle(warm)
-        time.sleep(3)
-        base = rss_bytes(server.pid)
-        peak = [base]
-        stop = threading.Event()
-
-        def sample() -> None:
-            while not stop.is_set():
-                peak[0] = max(peak[0], rss_bytes(server.pid))
-                time.sleep(0.01)
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        done = subprocess.run(
-            [PY, "-c", _CLIENT_UPLOAD, server.url, server.admin_key, str(bundle)],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-            timeout=900,
-            check=True,
-        )
-        stop.set()
-        sampler.join()
-    upload_s, client_peak = done.stdout.split()
-    return {
-        "bytes": weights.stat().st_size,
-        "cp_s": cp_s,
-        "cp_sync_s": sync_s,
-        "sha256_s": sha256_s,
-        "upload_s": float(upload_s),
-        "server_rss_before": base,
-        "server_rss_peak": peak[0],
-        "client_peak_rss": int(client_peak),
-    }
-
-
 def _timed(label: str, fn: Callable[[], Any]) -> Any:
     print(f"== {label}", flush=True)
     started = time.perf_counter()
@@ -473,11 +387,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--only",
-        choices=["ray", "log", "predict"],
+        choices=["ray", "log", "predict", "upload"],
         help="ray: only the local backend next to the Ray backend (1 and 2 replicas), "
         "written to results/ray.md, .json and .png; log: the request log off next to all, "
         "written to results/request_log.md and .json; predict: where a tiny request's CPU goes "
-        "(floor, easytensor, LitServe) -> results/predict_path.md",
+        "(floor, easytensor, LitServe) -> results/predict_path.md; upload: 1 GiB against cp + "
+        "sync, round by round -> results/upload.md",
     )
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
@@ -498,6 +413,8 @@ def main(argv: list[str] | None = None) -> int:
             from benchmarks.request_log import log_cost
 
             return log_cost(work, args.out, seconds, args.workers)
+        if args.only == "upload":
+            return upload_only(work, args.out)
         if args.only == "predict":
             from benchmarks.predict_path import predict_cost
 
@@ -582,7 +499,7 @@ def main(argv: list[str] | None = None) -> int:
         if "cold" not in skip:
             extra["cold"] = _timed("cold start", lambda: _cold_start(work, 3))
         if "upload" not in skip:
-            extra["upload"] = _timed("1 GiB upload", lambda: _upload(work))
+            extra["upload"] = _timed("1 GiB upload", lambda: upload_cost(work))
         (args.out / "results.json").write_text(json.dumps({"rows": rows, **extra}, indent=2))
         markdown = report.markdown(rows, extra)
         (args.out / "results.md").write_text(markdown)

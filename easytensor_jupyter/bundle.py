@@ -234,7 +234,10 @@ def iter_bundle_stream(
 
 
 class BlobWriter(Protocol):
+    """One file being stored; it hashes what it writes (the store does so in large blocks)."""
+
     def write(self, chunk: bytes) -> None: ...
+    def hexdigest(self) -> str: ...
     def commit(self, sha256: str) -> None: ...
     def abort(self) -> None: ...
 
@@ -243,7 +246,7 @@ class BlobSink(Protocol):
     """Where received files go; the store implements it with content-addressed files."""
 
     def has(self, sha256: str) -> bool: ...
-    def writer(self) -> BlobWriter: ...
+    def writer(self, size: int | None = None) -> BlobWriter: ...
 
 
 class ReceivedBundle(BaseModel):
@@ -316,17 +319,15 @@ def read_bundle_stream(
 
 
 def _copy_checked(fh: TarStreamReader, name: str, entry: FileEntry, sink: BlobSink) -> int:
-    digest = hashlib.sha256()
-    writer = sink.writer()
+    writer = sink.writer(entry.size)
     size = 0
     try:
         while chunk := fh.read(CHUNK):
-            digest.update(chunk)
             writer.write(chunk)
             size += len(chunk)
         if size != entry.size:
             raise BundleError(f"{name} is truncated: got {size} of {entry.size} bytes")
-        if digest.hexdigest() != entry.sha256:
+        if writer.hexdigest() != entry.sha256:
             raise BundleError(
                 f"{name} does not match its sha256 in manifest.json", "hash_mismatch", 422
             )

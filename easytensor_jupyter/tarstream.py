@@ -87,8 +87,10 @@ class TarStreamReader:
             size -= step
 
     def read(self, size: int) -> bytes:
-        """The current member's data, up to ``size`` bytes; b"" at its end."""
-        data = self._read(min(size, self._left))
+        """The current member's data, up to ``size`` bytes (what one read of the stream gives,
+        so pieces pass through without being joined); b"" at its end."""
+        data = self._stream.read(min(size, self._left)) if self._left else b""
+        self.offset += len(data)
         self._left -= len(data)
         if not data and self._left:
             raise TarStreamError(f"the bundle is truncated (at byte {self.offset})")

@@ -5,12 +5,14 @@ timeout and a small body limit, so the error paths are quick to reach); ``spawn_
 more when a test needs its own home, options, or to kill the server. Every server is stopped,
 workers included, when its fixture ends. ``postgres_url`` is a real PostgreSQL started for the
 session from Debian's package (tests that use it are skipped where none is installed), and
-``postgres_db`` a fresh empty database on it for one test. Helpers live in ``bundles.py``,
+``postgres_db`` a fresh empty database on it for one test; ``tmpfs`` mounts a small one (root
+only) to fill up. Helpers live in ``bundles.py``,
 ``servers.py`` and ``postgres.py``.
 """
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
@@ -148,3 +150,28 @@ def postgres_db(postgres_url: str) -> Iterator[str]:
         yield url
     finally:
         drop_database(postgres_url, url)
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
+    """Mount tmpfs folders of a given size (``tmpfs("3m")``); skipped where mounting is refused."""
+    mounts: list[Path] = []
+
+    def mount(size: str) -> Path:
+        where = tmp_path / f"tmpfs-{len(mounts)}"
+        where.mkdir()
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(where)],
+            capture_output=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+        mounts.append(where)
+        return where
+
+    try:
+        yield mount
+    finally:
+        for where in mounts:
+            subprocess.run(["umount", "-l", str(where)], check=False)

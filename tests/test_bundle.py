@@ -34,7 +34,7 @@ class DirSink:
     def has(self, sha256: str) -> bool:
         return (self.root / sha256).exists()
 
-    def writer(self) -> DirWriter:
+    def writer(self, size: int | None = None) -> DirWriter:
         return DirWriter(self)
 
 
@@ -45,6 +45,9 @@ class DirWriter:
 
     def write(self, chunk: bytes) -> None:
         self.buffer.write(chunk)
+
+    def hexdigest(self) -> str:
+        return hashlib.sha256(self.buffer.getvalue()).hexdigest()
 
     def commit(self, sha256: str) -> None:
         (self.sink.root / sha256).write_bytes(self.buffer.getvalue())

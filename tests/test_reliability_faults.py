@@ -9,7 +9,6 @@ import contextlib
 import os
 import signal
 import sqlite3
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -163,21 +162,9 @@ def test_kill9_of_the_server_mid_upload_then_restart(
 
 
 @pytest.fixture
-def tiny_store(tmp_path: Path) -> Iterator[Path]:
-    """A 3 MB tmpfs for the store (root only); unmounted after the test."""
-    mount = tmp_path / "store"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=3m,mode=0700", "tmpfs", str(mount)],
-        capture_output=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
+def tiny_store(tmpfs: Callable[[str], Path]) -> Path:
+    """A 3 MB tmpfs for the store."""
+    return tmpfs("3m")
 
 
 def _free(path: Path) -> int:

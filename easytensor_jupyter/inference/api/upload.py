@@ -146,7 +146,7 @@ class BodyBridge(io.RawIOBase):
         self._loop = loop
         self._high = high_water
         self._cond = threading.Condition()
-        self._chunks: deque[memoryview] = deque()
+        self._chunks: deque[bytes | memoryview] = deque()
         self._size = 0
         self._eof = False
         self._failed = False
@@ -158,28 +158,26 @@ class BodyBridge(io.RawIOBase):
         return True
 
     def read(self, size: int | None = -1) -> bytes:
+        """Up to ``size`` bytes from the oldest received piece: a whole piece is handed over as
+        it came, without a copy (the bundle reader hashes and stores pieces of any size)."""
         with self._cond:
             while not self._chunks and not self._eof and not self._failed:
                 self._cond.wait()
             if self._failed:
                 raise _Aborted("the request body ended abnormally")
-            if size is None or size < 0:
-                size = self._size
-            parts: list[memoryview] = []
-            taken = 0
-            while self._chunks and taken < size:
-                head = self._chunks[0]
-                if len(head) <= size - taken:
-                    parts.append(self._chunks.popleft())
-                    taken += len(head)
-                else:
-                    parts.append(head[: size - taken])
-                    self._chunks[0] = head[size - taken :]
-                    taken = size
-            self._size -= taken
+            if not self._chunks:
+                return b""
+            head = self._chunks[0]
+            if size is None or size < 0 or size >= len(head):
+                self._chunks.popleft()
+                data = head
+            else:
+                data = head[:size]
+                self._chunks[0] = head[size:]
+            self._size -= len(data)
             if self._size <= self._high // 2:
                 self._loop.call_soon_threadsafe(self._space.set)
-        return b"".join(parts)
+        return data if isinstance(data, bytes) else bytes(data)
 
     def readinto(self, buffer: Any) -> int:
         data = self.read(len(buffer))
@@ -195,7 +193,7 @@ class BodyBridge(io.RawIOBase):
                     continue
                 if chunk:
                     with self._cond:
-                        self._chunks.append(memoryview(chunk))
+                        self._chunks.append(chunk)
                         self._size += len(chunk)
                         self._cond.notify()
                 while self._size > self._high and not (self._abandoned or self._discard):

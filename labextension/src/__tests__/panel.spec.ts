@@ -3,6 +3,7 @@ import { Widget } from '@lumino/widgets';
 import { IEasyTensorApi } from '../api';
 import { EasyTensorError, parseErrorResponse } from '../errors';
 import { EasyTensorPanel } from '../panel';
+import { BUSY_LOOK_MS } from '../playground';
 import { IUiServices } from '../services';
 import { IModel } from '../types';
 import { model, version } from './fixtures';
@@ -314,6 +315,54 @@ describe('EasyTensorPanel detail', () => {
     expect($('.jp-EasyTensor-latency')!.textContent).toBe(
       'Round trip 12.3 ms · model 3.2 ms · v2'
     );
+    panel.dispose();
+  });
+
+  /** A selected model whose next prediction waits until ``reply`` is called. */
+  async function heldQuery() {
+    const api = fakeApi();
+    let answer: (
+      value: Awaited<ReturnType<IEasyTensorApi['predict']>>
+    ) => void = () => undefined;
+    api.predict.mockReturnValue(new Promise(resolve => (answer = resolve)));
+    const ctx = await selected(api);
+    ctx.$<HTMLTextAreaElement>('.jp-EasyTensor-input')!.value = 'Stocks rally';
+    const reply = (roundTripMs: number) =>
+      answer({
+        response: { predictions: ['Business'], model_id: ID, version: 2 },
+        roundTripMs
+      });
+    const predict = ctx.$<HTMLButtonElement>('.jp-EasyTensor-predictButton')!;
+    return { ...ctx, api, predict, reply };
+  }
+
+  it('leaves the button alone for a fast answer and guards a second press', async () => {
+    const { panel, $, api, predict, reply } = await heldQuery();
+    predict.click();
+    predict.click();
+    await flush();
+    expect(api.predict).toHaveBeenCalledTimes(1);
+    const playground = $('.jp-EasyTensor-playground')!;
+    expect(playground.hasAttribute('data-busy')).toBe(true);
+    expect(predict.disabled).toBe(false);
+    expect(predict.textContent).toBe('Predict');
+    reply(3);
+    await flush();
+    expect(playground.hasAttribute('data-busy')).toBe(false);
+    expect($('.jp-EasyTensor-answer')!.textContent).toBe('Business');
+    panel.dispose();
+  });
+
+  it('shows a slow query as running', async () => {
+    const { panel, predict, reply } = await heldQuery();
+    predict.click();
+    await new Promise(resolve => setTimeout(resolve, BUSY_LOOK_MS + 50));
+    expect(predict.disabled).toBe(true);
+    expect(predict.textContent).toBe('Predicting…');
+    reply(400);
+    await flush();
+    expect(predict.disabled).toBe(false);
+    expect(predict.textContent).toBe('Predict');
     panel.dispose();
   });
 
