@@ -5,7 +5,9 @@ from __future__ import annotations
 import errno
 import fcntl
 import hashlib
+import itertools
 import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -75,6 +77,20 @@ def test_a_small_blob_is_buffered(tmp_path: Path) -> None:
     assert not writer.direct
     writer.commit(sha)
     _check(store, sha, size)
+
+
+def test_buffered_bytes_reach_the_file_before_the_end(tmp_path: Path) -> None:
+    """A crash mid-upload leaves what came in a temp file, which the next start removes."""
+    store = _store(tmp_path)
+    writer = store.writer(5 * 1_000_003)
+    for piece in itertools.islice(_pieces(5 * 1_000_003), 12):
+        writer.write(piece)
+    deadline = time.monotonic() + 10
+    while writer.tmp.stat().st_size == 0:
+        assert time.monotonic() < deadline, "nothing was written before commit"
+        time.sleep(0.01)
+    writer.abort()
+    assert not writer.tmp.exists()
 
 
 def test_a_blob_of_unknown_size_is_buffered(tmp_path: Path) -> None:

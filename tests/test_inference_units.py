@@ -93,6 +93,27 @@ def test_body_bridge_applies_backpressure() -> None:
     assert held <= 1200, "the pump must wait while the reader is behind"
 
 
+def test_body_bridge_hands_over_whole_pieces_and_splits_large_ones() -> None:
+    async def scenario() -> list[bytes]:
+        bridge = BodyBridge(asyncio.get_running_loop())
+
+        async def body() -> AsyncIterator[bytes]:
+            yield b"a" * 100
+            yield bytes(range(256)) * 4
+
+        pump = asyncio.create_task(bridge.pump(body()))
+        await pump
+        reads = []
+        while chunk := await asyncio.to_thread(bridge.read, 333):
+            reads.append(chunk)
+        return reads
+
+    reads = asyncio.run(scenario())
+    assert [len(r) for r in reads] == [100, 333, 333, 333, 25]
+    assert all(isinstance(r, bytes) for r in reads)
+    assert b"".join(reads) == b"a" * 100 + bytes(range(256)) * 4
+
+
 def _read_all(bridge: BodyBridge) -> bytes:
     parts = []
     while chunk := bridge.read(333):

@@ -172,8 +172,8 @@ class BodyBridge(io.RawIOBase):
                 self._chunks.popleft()
                 data = head
             else:
-                data = head[:size]
-                self._chunks[0] = head[size:]
+                view = memoryview(head)
+                data, self._chunks[0] = view[:size], view[size:]
             self._size -= len(data)
             if self._size <= self._high // 2:
                 self._loop.call_soon_threadsafe(self._space.set)

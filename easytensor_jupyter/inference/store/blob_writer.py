@@ -1,8 +1,9 @@
 """Writing one received blob: hashed and staged as it comes, written by a thread, then fsynced.
 
 Received pieces (about 256 KB each) are hashed and copied into 8 MiB aligned buffers, and a
-thread of its own writes each full buffer while the next one fills: one copy of the bytes in
-user space, and the receiving thread never waits for the disk.
+thread of its own writes each buffer (full, or past 1 MiB for buffered writes) while the next
+one fills: one copy of the bytes in user space, and the receiving thread never waits for the
+disk.
 
 A large blob goes to disk with ``O_DIRECT``, past the page cache. On this kind of machine (a VM
 whose page cache costs fresh memory) a buffered 1 GiB write loop took anywhere from 0.2 to 2.6 s
@@ -33,6 +34,9 @@ DIRECT_MIN_BYTES = 32 << 20
 _O_DIRECT: int = getattr(os, "O_DIRECT", 0)
 _ALIGN = 4096
 _STAGE_BYTES = 8 << 20
+# Buffered writes need no alignment: a stage goes out once it holds this much, so what was
+# received is in the file soon after.
+_BUFFERED_WRITE = 1 << 20
 _STAGES = 3
 
 
@@ -76,10 +80,6 @@ class _Stage:
         self.memory[self.used : self.used + n] = data[:n]
         self.used += n
         return n
-
-    @property
-    def full(self) -> bool:
-        return self.used == _STAGE_BYTES
 
     def close(self) -> None:
         # A traceback still holding a view of it keeps it mapped until collected.
@@ -163,7 +163,7 @@ class BlobFileWriter:
             n = self._current.fill(view)
             self._digest.update(view[:n])
             view = view[n:]
-            if self._current.full:
+            if self._current.used >= (_STAGE_BYTES if self.direct else _BUFFERED_WRITE):
                 self._submit(self._current, last=False)
                 self._current = None
 
