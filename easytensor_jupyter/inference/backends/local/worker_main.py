@@ -39,7 +39,10 @@ __all__ = ["main"]
 
 _PR_SET_PDEATHSIG = 1
 _UNBATCHED_CAP = 64
-_HOLD_S = 0.001
+# Long enough to share a frame among a few answers, short enough that the server writes the
+# first ones while the worker runs the rest: 0.2 ms gave the tiny model 21 to 35% more
+# throughput than 1 ms at 8 to 32 connections (0.1 to 0.4 ms were alike).
+_HOLD_S = 0.0002
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
