@@ -5,10 +5,10 @@ thread of its own writes each buffer (full, or past 1 MiB for buffered writes) w
 one fills: one copy of the bytes in user space, and the receiving thread never waits for the
 disk.
 
-A large blob goes to disk with ``O_DIRECT``, past the page cache. On this kind of machine (a VM
-whose page cache costs fresh memory) a buffered 1 GiB write loop took anywhere from 0.2 to 2.6 s
-and then still owed its fsync, while direct writes of the same gigabyte took 0.42 to 0.5 s with
-the data already on disk. Workers map the weights and read a page when they first touch it, so
+A large blob goes to disk with ``O_DIRECT``, past the page cache. On the VM this was measured
+on, a buffered 1 GiB write loop took anywhere from 0.18 to 2.2 s and then still owed 0.4 s of
+fsync, while direct writes of the same gigabyte took 0.42 to 0.5 s with the data already on
+disk. Workers map the weights and read a page when they first touch it, so
 nothing is lost by not leaving the bytes cached. Small blobs stay buffered: the worker that
 loads them next finds them in memory. Where the filesystem refuses ``O_DIRECT``, the writer
 goes on with buffered writes.
