@@ -192,7 +192,7 @@ def _lab_part(home: Path, work: Path, model_id: str, queries: int) -> dict[str, 
         for _ in range(queries):
             lab_ms.append(timed(proxy, through))
             direct_ms.append(timed(direct, straight))
-        browser = _playground_ms(lab, model_id, queries) if CHROMIUM.exists() else {}
+        browser = _playground_ms(lab, model_id, through, body, queries) if CHROMIUM.exists() else {}
     return {
         "lab_ms": lab_ms,
         "lab_direct_ms": direct_ms,
@@ -202,7 +202,9 @@ def _lab_part(home: Path, work: Path, model_id: str, queries: int) -> dict[str, 
     }
 
 
-def _playground_ms(lab: Any, model_id: str, queries: int) -> dict[str, list[float]]:
+def _playground_ms(
+    lab: Any, model_id: str, route: str, body: str, queries: int
+) -> dict[str, list[float]]:
     """The playground's own "Round trip" figure in headless Chromium, next to two fetches from
     the same page at the same pace: Jupyter's own GET /api/status (what any lab request costs
     here) and a bare fetch of the route the playground posts to.
@@ -220,8 +222,6 @@ def _playground_ms(lab: Any, model_id: str, queries: int) -> dict[str, list[floa
         detail = panel.locator(f'.jp-EasyTensor-detail[data-model-id="{model_id}"]')
         detail.locator(".jp-EasyTensor-mode").select_option("json", timeout=UI_MS)
         detail.locator(".jp-EasyTensor-input").fill("[1.0, 2.0, 3.0, 4.0]", timeout=UI_MS)
-        route = f"{lab.url}/easytensor/api/models/{model_id}/predict"
-        body = json.dumps({"instances": [[1.0, 2.0, 3.0, 4.0]]})
         return {
             "playground_ms": page.evaluate(_PRESS_PREDICT, [queries, _PACE_MS]),
             "page_status_ms": page.evaluate(
@@ -366,7 +366,7 @@ def report(results: dict[str, Any]) -> str:
         ),
         (
             "  a bare fetch of the same route from the same page (ms)",
-            _median_or_none(results.get("page_fetch_ms", [])),
+            _median_or_none(results["page_fetch_ms"]),
         ),
         ("lab panel request, through Jupyter (ms)", _median(results["lab_ms"])),
         ("  same request straight to the server (ms)", _median(results["lab_direct_ms"])),
